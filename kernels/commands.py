@@ -1,0 +1,125 @@
+"""`ssmscope ops` and `ssmscope check`: thin CLI over ssmscope.kernels and ssmscope.kernels.check."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import all_ops, get, names
+from .op import ShapeError, default_device
+
+
+def _select_ops(op_name: str) -> list:
+    return all_ops() if op_name == "all" else [get(op_name)]
+
+
+@click.command()
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ops(device: str | None, as_json: bool) -> None:
+    """List operator families, their implementations and whether each can run here."""
+    device = device or default_device()
+    listing = []
+    for op in all_ops():
+        impls = []
+        for impl in op.impls.values():
+            ok, why = impl.availability(device)
+            impls.append({"name": impl.name, "kind": impl.kind, "available": ok, "detail": why,
+                          "description": impl.description})
+        listing.append({"op": op.name, "summary": op.summary, "baseline": op.baseline,
+                        "shape_fields": op.shape_type.field_names(), "grids": list(op.grids), "impls": impls})
+    if as_json:
+        click.echo(json.dumps({"device": device, "ops": listing}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ssmscope ops (device: {device})")
+    for col in ("op", "impl", "kind", "available", "detail"):
+        table.add_column(col)
+    for entry in listing:
+        for i, impl in enumerate(entry["impls"]):
+            table.add_row(entry["op"] if i == 0 else "", impl["name"], impl["kind"],
+                          "yes" if impl["available"] else "no", impl["detail"])
+        table.add_section()
+    Console().print(table)
+
+
+@click.command()
+@click.argument("op_name", metavar="OP", type=click.Choice(["all", *names()]))
+@click.option("--impl", "impl_names", default=None, help="Comma-separated implementations (default: all but ref).")
+@click.option("--grid", default="small", show_default=True, help="small | paper | upstream.")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
+@click.option("--seed", type=int, default=None, help="Base seed (default: fresh, recorded in the output).")
+@click.option("--against", default=None, help="Also compare with this impl using the upstream (rtol, atol) "
+              "(default: the op's baseline, e.g. official).")
+@click.option("--limit", type=int, default=None, help="Check only the first N configs of the grid.")
+@click.option("--save", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every result as JSON lines to this file.")
+def check(op_name: str, impl_names: str | None, grid: str, device: str | None, seed: int | None,
+          against: str | None, limit: int | None, json_path: Path | None) -> None:
+    """Compare implementations of OP with the float64 reference (and with the official kernel).
+
+    Exits non-zero when any case fails (error above tolerance, NaN, crash, or outside the upstream
+    tolerance against the official kernel).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from .check import check as run_check
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    results = []
+    sink = json_path.open("w") if json_path else None
+    try:
+        for op in _select_ops(op_name):
+            impls = impl_names.split(",") if impl_names else None
+            if impls and op_name == "all":
+                impls = [i for i in impls if i in op.impls]
+                if not impls:
+                    continue
+            configs = op.grid(grid)[:limit] if limit else None
+            for res in run_check(op, impls, grid=grid, configs=configs, device=device, seed=seed, against=against):
+                results.append(res)
+                if sink:
+                    sink.write(json.dumps(res.as_dict()) + "\n")
+                    sink.flush()
+                mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[red]ERROR[/]"}.get(
+                    res.status, res.status)
+                if res.baseline_ok is False:
+                    mark += f" [red](≠ {res.baseline})[/]"
+                err = f"{res.rel_err:.2e}" if res.rel_err is not None else "-"
+                console.print(f"{res.op:<22} {res.impl:<10} {res.config:<40} {res.dtype:<5} {err:>9} {mark} {res.message}",
+                              highlight=False)
+    except ShapeError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if sink:
+            sink.close()
+    _summary(console, results)
+    if any(r.failed for r in results):
+        sys.exit(1)
+
+
+def _summary(console, results) -> None:
+    from rich.table import Table
+
+    table = Table(title="check summary")
+    for col in ("op", "impl", "pass", "fail", "unsupported", "unavailable", "other", "max rel err", "vs baseline"):
+        table.add_column(col)
+    groups: dict[tuple[str, str], list] = {}
+    for r in results:
+        groups.setdefault((r.op, r.impl), []).append(r)
+    for (op, impl), rows in groups.items():
+        count = lambda s: sum(r.status == s for r in rows)  # noqa: E731
+        other = len(rows) - sum(count(s) for s in ("pass", "fail", "unsupported", "unavailable"))
+        errs = [r.rel_err for r in rows if r.rel_err is not None]
+        base = [r.baseline_ok for r in rows if r.baseline_ok is not None]
+        vs = f"{sum(base)}/{len(base)} within upstream tol" if base else "-"
+        table.add_row(op, impl, str(count("pass")), str(count("fail")), str(count("unsupported")),
+                      str(count("unavailable")), str(other), f"{max(errs):.2e}" if errs else "-", vs)
+    console.print(table)
+    if results:
+        console.print(f"seed of the first case: {results[0].seed}")
