@@ -22,7 +22,12 @@ def ops(device: str | None, as_json: bool) -> None:
     """List operator families, their implementations and whether each can run here."""
     device = device or default_device()
     listing = []
-    for op in all_ops():
+    for name in names():
+        try:
+            op = get(name)
+        except Exception as exc:  # a broken family must not hide the others
+            listing.append({"op": name, "summary": f"failed to load: {type(exc).__name__}: {exc}", "impls": []})
+            continue
         impls = []
         for impl in op.impls.values():
             ok, why = impl.availability(device)
@@ -40,6 +45,8 @@ def ops(device: str | None, as_json: bool) -> None:
     for col in ("op", "impl", "kind", "available", "detail"):
         table.add_column(col)
     for entry in listing:
+        if not entry["impls"]:
+            table.add_row(entry["op"], "-", "-", "no", entry["summary"])
         for i, impl in enumerate(entry["impls"]):
             table.add_row(entry["op"] if i == 0 else "", impl["name"], impl["kind"],
                           "yes" if impl["available"] else "no", impl["detail"])

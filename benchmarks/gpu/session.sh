@@ -25,10 +25,10 @@ for phase in "$@"; do
     env)
       run_phase env bash -c "nvidia-smi; python3 -c 'import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name())'; $SSM ops" ;;
     gputests)
-      run_phase gputests python3 -m pytest -q -m gpu -p no:cacheprovider tests ;;
+      run_phase gputests python3 -m pytest -q -m gpu -p no:cacheprovider ${GPUTESTS:-tests} ;;
     check)
-      for op in selective_scan causal_conv1d ssd attention selective_state_update causal_conv1d_update attention_decode; do
-        run_phase "check_$op" $SSM check "$op" --grid upstream --seed 2026 --save "$RES/check_$op.jsonl"
+      for op in ${OPS:-selective_scan causal_conv1d ssd attention selective_state_update causal_conv1d_update attention_decode}; do
+        run_phase "check_$op" $SSM check "$op" --grid ${GRID:-upstream} --seed 2026 --save "$RES/check_$op.jsonl"
       done ;;
     bench)
       run_phase bench $SSM bench all --out "$RES/bench" ;;
