@@ -201,3 +201,25 @@ def check(op: Op, impls: Sequence[str] | None = None, *, grid: str = "small",
     for i, config in enumerate(cases):
         for name in names:
             yield check_one(op, name, config, device=device, seed=base_seed + i, baseline=against)
+
+
+def summarize(results: Sequence[CheckResult | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (op, impl, dtype): counts by status, the worst error, agreement with the baseline."""
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for r in results:
+        row = r.as_dict() if isinstance(r, CheckResult) else r
+        groups.setdefault((row["op"], row["impl"], row["dtype"]), []).append(row)
+    summary = []
+    for (op, impl, dtype), rows in groups.items():
+        errs = [r["rel_err"] for r in rows if r.get("rel_err") is not None]
+        base = [r for r in rows if r.get("baseline_ok") is not None]
+        entry = {"op": op, "impl": impl, "dtype": dtype, "cases": len(rows)}
+        for status in ("pass", "fail", "unsupported", "unavailable", "oom", "error"):
+            entry[status] = sum(r["status"] == status for r in rows)
+        entry["max_rel_err"] = max(errs) if errs else None
+        entry["tolerance"] = max((r["tolerance"] for r in rows if r.get("tolerance") is not None), default=None)
+        entry["baseline"] = base[0]["baseline"] if base else None
+        entry["within_upstream_tol"] = sum(bool(r["baseline_ok"]) for r in base) if base else None
+        entry["compared_with_baseline"] = len(base)
+        summary.append(entry)
+    return summary

@@ -113,20 +113,18 @@ def check(op_name: str, impl_names: str | None, grid: str, device: str | None, s
 def _summary(console, results) -> None:
     from rich.table import Table
 
+    from .check import summarize
+
     table = Table(title="check summary")
-    for col in ("op", "impl", "pass", "fail", "unsupported", "unavailable", "other", "max rel err", "vs baseline"):
+    cols = ("op", "impl", "dtype", "pass", "fail", "unsupported", "unavailable", "oom", "error", "max rel err",
+            "vs baseline")
+    for col in cols:
         table.add_column(col)
-    groups: dict[tuple[str, str], list] = {}
-    for r in results:
-        groups.setdefault((r.op, r.impl), []).append(r)
-    for (op, impl), rows in groups.items():
-        count = lambda s: sum(r.status == s for r in rows)  # noqa: E731
-        other = len(rows) - sum(count(s) for s in ("pass", "fail", "unsupported", "unavailable"))
-        errs = [r.rel_err for r in rows if r.rel_err is not None]
-        base = [r.baseline_ok for r in rows if r.baseline_ok is not None]
-        vs = f"{sum(base)}/{len(base)} within upstream tol" if base else "-"
-        table.add_row(op, impl, str(count("pass")), str(count("fail")), str(count("unsupported")),
-                      str(count("unavailable")), str(other), f"{max(errs):.2e}" if errs else "-", vs)
+    for row in summarize(results):
+        err = f"{row['max_rel_err']:.2e}" if row["max_rel_err"] is not None else "-"
+        vs = (f"{row['within_upstream_tol']}/{row['compared_with_baseline']} within upstream tol of {row['baseline']}"
+              if row["compared_with_baseline"] else "-")
+        table.add_row(row["op"], row["impl"], row["dtype"], *(str(row[s]) for s in cols[3:9]), err, vs)
     console.print(table)
     if results:
         console.print(f"seed of the first case: {results[0].seed}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -457,7 +457,7 @@ def bench_dram(gpu: _Gpu) -> list[Measurement]:
     out.append(summarize("dram_triad", "dram_bandwidth_B_per_s", 3.0 * n * 4, "B/s", times,
                          gpu.datasheet.dram_bandwidth_B_per_s, ok, f"{mib:.0f} MiB per array, 2 reads + 1 write",
                          gpu.last_clock_MHz))
-    del a, b, c
+    a = b = c = None  # release the arrays before handing their memory back
     cp.get_default_memory_pool().free_all_blocks()
     return out
 
@@ -494,7 +494,7 @@ def bench_dram_torch(gpu: _Gpu) -> Measurement:
     ok = check_exact(float((dst != src).sum().item()), 0.0, "torch copy: mismatching elements")
     m = summarize("dram_torch", None, 2.0 * n * 4, "B/s", times, gpu.datasheet.dram_bandwidth_B_per_s, ok,
                   f"torch Tensor.copy_, {n * 4 / 2**20:.0f} MiB, read+write", gpu.last_clock_MHz)
-    del src, dst
+    src = dst = None  # release the tensors before emptying torch's cache
     torch.cuda.empty_cache()
     return m
 
@@ -584,7 +584,8 @@ def bench_sfu(gpu: _Gpu) -> Measurement:
                   gpu.last_clock_MHz)
     clock = (m.sm_clock_MHz or 0) * 1e6 or gpu.max_clock_Hz
     per_clk = m.value / (gpu.sm_count * clock)
-    return Measurement(**{**m.__dict__, "detail": m.detail + f"; {per_clk:.1f} results/clk/SM at {clock / 1e6:.0f} MHz"})
+    detail = m.detail + f"; {per_clk:.1f} results/clk/SM at {clock / 1e6:.0f} MHz"
+    return Measurement(**{**m.__dict__, "detail": detail})
 
 
 def bench_gemm(gpu: _Gpu, n: int = 8192) -> Measurement:
@@ -599,7 +600,7 @@ def bench_gemm(gpu: _Gpu, n: int = 8192) -> Measurement:
     ok = check_relative(c[:128, :128].float().cpu().numpy(), ref.cpu().numpy(), 2e-2, "gemm 128x128 block vs FP32")
     m = summarize("bf16_gemm", "tensor_bf16_f32acc_flop_per_s", 2.0 * n**3, "FLOP/s", times,
                   gpu.datasheet.tensor_bf16_f32acc_flop_per_s, ok, f"torch.matmul bf16 {n}^3", gpu.last_clock_MHz)
-    del a, b, c
+    a = b = c = None  # release the tensors before emptying torch's cache
     torch.cuda.empty_cache()
     return m
 

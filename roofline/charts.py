@@ -41,7 +41,7 @@ def _series_keys(items: Sequence[tuple[str, dict, str]]) -> tuple[list[str], lis
     by_op: dict[str, list[int]] = {}
     for i, (op, _, _) in enumerate(items):
         by_op.setdefault(op, []).append(i)
-    for op, idx in by_op.items():
+    for idx in by_op.values():
         best, best_score = None, 0
         for sweep in SWEEPS:
             groups: dict[str, int] = {}
@@ -64,17 +64,33 @@ def _series_keys(items: Sequence[tuple[str, dict, str]]) -> tuple[list[str], lis
     return keys, orders, sweeps
 
 
-def _end_labels(points: list[ChartPoint], texts: dict[str, str]) -> list[ChartPoint]:
-    """Label only the last point (largest sweep value) of each series."""
+def _end_labels(points: list[ChartPoint], texts: dict[str, str],
+                sweep_tags: dict[str, str] | None = None) -> list[ChartPoint]:
+    """Label only the last point (largest sweep value) of each series, with the sweep's range when known."""
     last: dict[str, ChartPoint] = {}
+    span: dict[str, tuple[float, float]] = {}
     for p in points:
-        if p.series and (p.series not in last or p.order >= last[p.series].order):
-            last[p.series] = p
+        if p.series:
+            lo, hi = span.get(p.series, (p.order, p.order))
+            span[p.series] = (min(lo, p.order), max(hi, p.order))
+            if p.series not in last or p.order >= last[p.series].order:
+                last[p.series] = p
     out = []
     for p in points:
-        is_end = p.series in last and last[p.series] is p
-        out.append(ChartPoint(**{**p.__dict__, "label": texts.get(p.series) if is_end else None}))
+        text = None
+        if p.series in last and last[p.series] is p:
+            text = texts.get(p.series)
+            tag = (sweep_tags or {}).get(p.series)
+            lo, hi = span[p.series]
+            if text and tag and hi > lo:
+                text += f" {tag}{_count(lo)}–{_count(hi)}"
+        out.append(ChartPoint(**{**p.__dict__, "label": text}))
     return out
+
+
+def _count(n: float) -> str:
+    n = int(n)
+    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
 def _short(label: str, op: str, sweep: str | None) -> str:
@@ -95,7 +111,8 @@ def placement_points(placements: Sequence[Placement], device: Device, *, group_b
                          sfu_ceiling=sfu_flop_equivalent(device, p.flops, p.transcendentals))
               for p, g, k, o in zip(placements, groups, keys, orders)]
     texts = {k: _short(p.label, p.op, s) for p, k, s in zip(placements, keys, sweeps)}
-    return _end_labels(points, texts)
+    tags = {k: _abbrev(p.op).get(s or "", "") for p, k, s in zip(placements, keys, sweeps)}
+    return _end_labels(points, texts, tags)
 
 
 def grid_placements(device: Device, ops: Iterable[str] | None = None, grid: str = "paper") -> list[Placement]:
@@ -137,7 +154,8 @@ def run_points(points: Sequence[MeasuredPoint], device: Device) -> list[ChartPoi
                                     group=f"{p.impl} (from {p.device})", series=k, order=o, sfu_ceiling=sfu,
                                     hollow=True, y_range=(p.flops / proj.high_s, p.flops / proj.low_s)))
     texts = {k: _short(p.label, p.op, s) for p, k, s in zip(points, keys, sweeps)}
-    return _end_labels(chart, texts)
+    tags = {k: _abbrev(p.op).get(s or "", "") for p, k, s in zip(points, keys, sweeps)}
+    return _end_labels(chart, texts, tags)
 
 
 def hierarchical_points(points: Sequence[MeasuredPoint]) -> list[ChartPoint]:
@@ -146,7 +164,7 @@ def hierarchical_points(points: Sequence[MeasuredPoint]) -> list[ChartPoint]:
     for p in points:
         key = "|".join(p.kernel_key)
         chart.append(ChartPoint(x=p.intensity, y=p.achieved_flop_per_s, op=p.op, group=p.impl, series=key,
-                                order=LEVELS.index(p.level), level=p.level,
+                                order=LEVELS.index(p.level), marker_group=p.level,
                                 label=f"{p.op} {p.label}" if p.level == "dram" else None))
     return chart
 
@@ -166,7 +184,7 @@ def plot_run(run: Run, devices: Sequence[Device | str], out_dir: str | Path) -> 
         if ncu:
             fig = roofline_chart(device, hierarchical_points(ncu), title=f"{device.name}: hierarchical (ncu)",
                                  levels=("dram", "l2", "l1"), extra_ceilings=run.ncu_ceilings.get(device.id),
-                                 marker_key=lambda p: p.level, marker_map=LEVEL_MARKERS, marker_title="memory level",
+                                 marker_map=LEVEL_MARKERS, marker_title="memory level",
                                  subtitle="one kernel = L1, L2 and DRAM points joined; x = FLOPs / bytes at that level")
             out += save_figure(fig, out_dir, f"{device.id}_hierarchical")
     return out

@@ -44,7 +44,7 @@ class ChartPoint:
     sfu_ceiling: float | None = None   # the op's SFU roof in FLOP/s-equivalent (None: no exps)
     hollow: bool = False           # projected / analytic-on-another-device markers
     y_range: tuple[float, float] | None = None  # projection range, drawn as an error bar
-    level: str = "dram"
+    marker_group: str | None = None  # marker key when it is not the op (memory level, model family)
 
 
 def marker_for(op: str, seen: dict[str, str]) -> str:
@@ -74,9 +74,9 @@ def _ceilings(device: Device, levels: Sequence[str], extra: Mapping[str, float] 
 
 def roofline_chart(device: Device, points: Sequence[ChartPoint], *, title: str | None = None,
                    levels: Sequence[str] = ("dram", "l2"), extra_ceilings: Mapping[str, float] | None = None,
-                   group_title: str = "implementation", marker_title: str = "op", marker_key: Callable[[ChartPoint], str] | None = None,
-                   marker_map: Mapping[str, str] | None = None, subtitle: str | None = None,
-                   max_labels: int = 8):
+                   group_title: str = "implementation", marker_title: str = "op",
+                   marker_key: Callable[[ChartPoint], str] | None = None,
+                   marker_map: Mapping[str, str] | None = None, subtitle: str | None = None, max_labels: int = 8):
     """A matplotlib Figure of ``points`` under ``device``'s ceilings (no pyplot state is touched).
 
     At most ``max_labels`` point labels are drawn, taken round-robin over the colour groups."""
@@ -103,16 +103,14 @@ def roofline_chart(device: Device, points: Sequence[ChartPoint], *, title: str |
         fig.text(0.5, 0.005, subtitle, ha="center", va="bottom", fontsize=7, color="#555555")
 
     peak = max(v for _, v in compute)
-    xs = [xlim[0], xlim[1]]
     ceiling_labels = []
     for i, (name, value) in enumerate(bw):
-        ys = [min(value * x, peak) for x in xs]
         knee = peak / value
         line_x = [xlim[0], min(knee, xlim[1])]
         ax.plot(line_x, [value * x for x in line_x], color=CEILING_COLOR, lw=1.6 if i == 0 else 1.0,
                 ls="-" if i == 0 else "--", zorder=2)
         ceiling_labels.append(("slope", name, value, f"{name} {_fmt(value, 'B/s')}"))
-    for i, (name, value) in enumerate(sorted(compute, key=lambda c: c[1])):
+    for name, value in sorted(compute, key=lambda c: c[1]):
         knee = value / bw[0][1]
         ax.plot([max(knee, xlim[0]), xlim[1]], [value, value], color=CEILING_COLOR,
                 lw=1.6 if value == peak else 1.0, ls="-" if value == peak else "--", zorder=2)
@@ -123,7 +121,7 @@ def roofline_chart(device: Device, points: Sequence[ChartPoint], *, title: str |
     for p in points:
         colors.setdefault(p.group, PALETTE[len(colors) % len(PALETTE)])
     seen: dict[str, str] = {}
-    key = marker_key or (lambda p: p.op)
+    key = marker_key or (lambda p: p.marker_group or p.op)
     mmap = dict(marker_map or {})
 
     def mk(p: ChartPoint) -> str:
@@ -153,7 +151,7 @@ def roofline_chart(device: Device, points: Sequence[ChartPoint], *, title: str |
     else:
         handles = [Line2D([], [], color=c, marker="o", ls="", label=g) for g, c in colors.items()]
         marker_keys = list(dict.fromkeys(key(p) for p in points))
-        handles += [Line2D([], [], color="#555555", marker=mk_, ls="", mfc="none", label=k)
+        handles += [Line2D([], [], color="#555555", marker=mk_, ls="", mfc="none", label=LEVEL_NAMES.get(k, k))
                     for k, mk_ in ((k, mmap.get(k) or marker_for(k, seen)) for k in marker_keys)]
         title = f"colour: {group_title} · marker: {marker_title}"
     if any(p.hollow for p in points):
@@ -165,7 +163,8 @@ def roofline_chart(device: Device, points: Sequence[ChartPoint], *, title: str |
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     taken, line_boxes = _obstacles(ax, renderer)
-    _label_ceilings(ax, ceiling_labels, taken)  # appends its labels to `taken`
+    taken += _obstacles(ax, renderer, only_gid="sfu-roof")[1]
+    _label_ceilings(ax, ceiling_labels, taken)  # appends the boxes of its labels to `taken`
     point_labels = _round_robin([p for p in points if p.label], max_labels)
     _place_labels(ax, sfu_labels + [(p.x, p.y, p.label, colors[p.group]) for p in point_labels],
                   taken + line_boxes)
@@ -200,14 +199,14 @@ def _draw_sfu_ceilings(ax, device: Device, points: Sequence[ChartPoint], peak: f
         if value >= peak * 1.5:
             continue  # far above every compute roof: it cannot bind, drawing it only adds clutter
         lo, hi = min(p.x for p in members) / 2.5, max(p.x for p in members) * 2.5
-        for i, (v, l, h, ops) in enumerate(roofs):
+        for i, (v, v_lo, v_hi, ops) in enumerate(roofs):
             if abs(v - value) < 0.05 * v:
-                roofs[i] = (v, min(l, lo), max(h, hi), ops + [op])
+                roofs[i] = (v, min(v_lo, lo), max(v_hi, hi), ops + [op])
                 break
         else:
             roofs.append((value, lo, hi, [op]))
     for value, lo, hi, ops in roofs:
-        ax.plot([lo, hi], [value, value], color=SFU_COLOR, lw=1.1, ls="-.", zorder=2)
+        ax.plot([lo, hi], [value, value], color=SFU_COLOR, lw=1.1, ls="-.", zorder=2, gid="sfu-roof")
         text = f"exp/SFU roof · {', '.join(ops)}" if len(ops) < 2 else "exp/SFU roof ·\n" + ",\n".join(ops)
         labels.append(((lo, math.sqrt(lo * hi), hi), value, text, SFU_COLOR))
     return labels
@@ -240,9 +239,19 @@ def _label_ceilings(ax, labels, taken: list) -> None:
     y0, y1 = ax.get_ylim()
     peak = max((v for kind, _, v, _ in labels if kind == "flat"), default=y1)
     for kind, _name, value, text in labels:
-        if kind == "flat":
-            t = ax.text(x1 / 1.15, value * 1.08, text, fontsize=7.5, ha="right", va="bottom", color=CEILING_COLOR)
-            taken.append(t.get_window_extent(renderer))
+        if kind == "flat":  # right end above the line, else below it, else just right of its knee
+            knee = value / labels[0][2] if labels[0][0] == "slope" else x0
+            mid = math.sqrt(max(knee, x0) * x1)
+            spots = ((x1 / 1.15, value * 1.08, "right", "bottom"), (x1 / 1.15, value / 1.08, "right", "top"),
+                     (mid, value * 1.08, "center", "bottom"), (mid, value / 1.08, "center", "top"),
+                     (knee * 1.6, value * 1.08, "left", "bottom"), (knee * 1.6, value / 1.08, "left", "top"))
+            for i, (x, y, ha, va) in enumerate(spots):
+                t = ax.text(x, y, text, fontsize=7.5, ha=ha, va=va, color=CEILING_COLOR)
+                box = t.get_window_extent(renderer)
+                if not any(box.overlaps(o) for o in taken) or i == len(spots) - 1:
+                    taken.append(box)
+                    break
+                t.remove()
             continue
         x_in, x_knee = max(x0, y0 / value), min(x1, peak / value)
         if x_knee <= x_in:
@@ -266,11 +275,14 @@ def _label_ceilings(ax, labels, taken: list) -> None:
 _OFFSETS = ((6, 6, "left", "bottom"), (6, -6, "left", "top"), (-6, 6, "right", "bottom"),
             (-6, -6, "right", "top"), (0, 9, "center", "bottom"), (0, -9, "center", "top"),
             (10, 0, "left", "center"), (-10, 0, "right", "center"), (14, 14, "left", "bottom"),
-            (-14, -14, "right", "top"))
+            (-14, -14, "right", "top"), (0, 20, "center", "bottom"), (0, -20, "center", "top"),
+            (16, -22, "left", "top"), (-16, 22, "right", "bottom"))
+LEVEL_NAMES = {"l1": "L1 bytes", "l2": "L2 bytes", "dram": "DRAM bytes"}
 
 
-def _obstacles(ax, renderer) -> tuple[list, list]:
-    """Display-space boxes of (markers, texts and the legend), and of every line (sampled every 6 px)."""
+def _obstacles(ax, renderer, only_gid: str | None = None) -> tuple[list, list]:
+    """Display-space boxes of (markers, texts and the legend), and of every line (sampled every 6 px; only
+    the lines with gid ``only_gid`` if given)."""
     boxes = [t.get_window_extent(renderer) for t in ax.texts]
     legend = ax.get_legend()
     if legend is not None:
@@ -281,6 +293,8 @@ def _obstacles(ax, renderer) -> tuple[list, list]:
             boxes.append(_box(px - 4, py - 4, px + 4, py + 4))
     line_boxes = []
     for line in ax.lines:
+        if only_gid is not None and line.get_gid() != only_gid:
+            continue
         pts = ax.transData.transform(list(zip(line.get_xdata(), line.get_ydata())))
         for (ax_, ay), (bx, by) in zip(pts[:-1], pts[1:]):
             n = max(2, int(math.hypot(bx - ax_, by - ay) / 6))

@@ -221,9 +221,9 @@ class Projection:
     efficiency:   measured floor / measured time (how close the kernel came to the model on its device).
     estimate_s:   target floor / efficiency — the same efficiency on the target.
     low_s/high_s: the measured time scaled by the peak ratio of each resource that matters (its time is
-                  >= 10 % of the measured floor): the fastest and slowest of those scalings. If the kernel's
-                  time is governed by one resource, it scales with that resource's ratio; the estimate
-                  always lies between them.
+                  >= 10 % of the measured floor): the fastest and slowest of those scalings, the low end never
+                  below the target's floor. If the kernel's time is governed by one resource, it scales with that
+                  resource's ratio; the estimate always lies between them.
     """
 
     op: str
@@ -271,7 +271,8 @@ def project(point: MeasuredPoint, target: Device | str, measured_on: Device | st
     estimate = on_dst.floor_s / efficiency
     scalings = {r: on_dst.times_s[r] / on_src.times_s[r] for r in BOUNDS
                 if on_src.times_s[r] > 0 and on_src.times_s[r] >= RELEVANT_FRACTION * on_src.floor_s}
-    low = min(min(scalings.values()) * point.time_s, estimate)
+    # never below the target's floor (unless the measurement itself beat its floor: then the estimate is lower)
+    low = max(min(min(scalings.values()) * point.time_s, estimate), min(on_dst.floor_s, estimate))
     high = max(max(scalings.values()) * point.time_s, estimate)
     caveats = []
     if efficiency > 1:

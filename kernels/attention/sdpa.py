@@ -15,7 +15,8 @@ import torch.nn.functional as F
 HAS_ENABLE_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
 
 
-def sdpa_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+def sdpa_args(q: torch.Tensor, k: torch.Tensor,
+              v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """[B, L, H, d] views -> SDPA's [B, H, L, d] views (no copy), plus the GQA keyword or repeated k/v."""
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     if qt.shape[1] == kt.shape[1]:

@@ -17,10 +17,10 @@ import triton
 import triton.language as tl
 
 from ..op import ShapeError
+from . import MAX_HEAD_DIM
 from .ref import check_qkv
 
 LOG2E = math.log2(math.e)
-MAX_HEAD_DIM = 256
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 

@@ -17,13 +17,13 @@ import torch
 import triton
 import triton.language as tl
 
+from ..attention import MAX_HEAD_DIM
 from ..attention.triton_kernel import _dot, interpreter_needs_upcast
 from ..op import ShapeError
 from .ref import check_decode
 from .splits import INTERPRETER_SMS, cdiv, gpu_tiles, split_plan
 
 LOG2E = math.log2(math.e)
-MAX_HEAD_DIM = 256
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 INTERPRETER_BLOCK_N = 16
 COMBINE_CHUNK = 16  # splits merged per step of the combine loop (bounds its registers at d = 256)

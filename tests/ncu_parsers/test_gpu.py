@@ -51,7 +51,12 @@ def test_metric_set_on_this_gpu(tmp_path):
         assert k["missing_metrics"] == [], k["name"]  # every name of the set exists and was collected
     assert gemm["flops_tensor_by_precision"]["bf16"] == 2 * 1024 ** 3
     assert exp["sfu_ops"] >= N  # at least one MUFU.EX2 per element
-    assert 0.9 <= exp["dram_bytes"] / (2 * 4 * N) <= 1.3  # read x, write exp(x), caches flushed
+    # Reads of x come from DRAM (--cache-control all flushes caches before each kernel), but the 16 MB of
+    # writes can sit in the 50 MB L2 when the kernel ends: ncu then counts only part of them at DRAM
+    # (seen on the H100: 18.1 MB total for 16.8 MB read + 16.8 MB written). Outputs smaller than L2
+    # are under-counted at DRAM; the excess ratio is only meaningful for reads or for large outputs.
+    assert 0.9 <= exp["dram_bytes_read"] / (4 * N) <= 1.3
+    assert exp["dram_bytes"] >= exp["dram_bytes_read"]
     assert exp["ceilings"]["dram_B_per_s"] > 1e11 and gemm["sm_clock_hz"] > 5e8
     print(f"replay passes: {gemm['replay_passes']}, SM clock {gemm['sm_clock_hz'] / 1e9:.2f} GHz, "
           f"wgmma share {gemm['tensor_wgmma_fraction']}, ceilings {gemm['ceilings']}")
