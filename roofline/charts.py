@@ -175,9 +175,11 @@ def plot_run(run: Run, devices: Sequence[Device | str], out_dir: str | Path) -> 
     for device in map(get_device, devices):
         if run.points:
             pts = run_points(run.points, device)
-            measured_here = any(p.device == device.id for p in run.points)
-            sub = (f"run {run.path.name}: " + ("measured here" if measured_here else "") +
-                   ("" if measured_here else f"projected from {', '.join(run.devices)} (hollow; bar = range)"))
+            parts = ["measured here"] if device.id in run.devices else []
+            others = [d for d in run.devices if d != device.id]
+            if others:
+                parts.append(f"projected from {', '.join(others)} (hollow; bar = range)")
+            sub = f"run {run.path.name}: " + "; ".join(parts)
             fig = roofline_chart(device, pts, title=f"{device.name}", subtitle=sub)
             out += save_figure(fig, out_dir, f"{device.id}_roofline")
         ncu = [p for p in run.ncu_points if p.device == device.id]

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .charts import placement_points
 from .core import place
@@ -48,8 +48,9 @@ def _registry():
         from ..e2e import models
     except ImportError as exc:
         raise PaperError(f"the e2e model registry (ssmscope.e2e.models) is not importable: {exc}") from None
-    names = models.registry() if callable(models.registry) else models.registry
-    return list(names), models.get_model
+    reg = models.registry() if callable(models.registry) else models.registry
+    items = reg.keys() if isinstance(reg, Mapping) else reg
+    return [str(getattr(x, "name", x)) for x in items], models.get_model
 
 
 def _family(name: str, spec: Any) -> str:
@@ -76,7 +77,8 @@ def paper_rows(devices: Sequence[Device], models: Sequence[str], lengths: Sequen
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     skipped: dict[str, str] = {}
-    placements: dict[tuple[str, str], list] = {}  # (device, phase) -> [(placement, model, family, where)]
+    # (device, phase) -> [(placement, model, family, where, model seqlen)]
+    placements: dict[tuple[str, str], list] = {}
     for model in models:
         spec = get_model(model)
         family = _family(model, spec)
@@ -92,8 +94,14 @@ def paper_rows(devices: Sequence[Device], models: Sequence[str], lengths: Sequen
                         skipped[op_name] = str(exc)
                         log.warning("roofline paper: op family %s skipped: %s", op_name, exc)
                         continue
-                    params = dict(call.params)
+                    params = call.params.params() if hasattr(call.params, "params") else dict(call.params)
                     call_dtype = params.pop("dtype", dtype)
+                    try:
+                        get(op_name).shape(**params)
+                    except ValueError as exc:  # the registry and the family disagree on a shape: report it
+                        notes.append(f"{model} {phase} L={seqlen}: {op_name} not placed ({exc})")
+                        log.warning("roofline paper: %s", notes[-1])
+                        continue
                     for device in devices:
                         p = place(op_name, params, device, call_dtype)
                         r = p.roofline
@@ -106,7 +114,8 @@ def paper_rows(devices: Sequence[Device], models: Sequence[str], lengths: Sequen
                             "intensity": r.intensity, "bound": r.bound, "floor_ms": r.floor_s * 1e3,
                             "floor_ms_total": r.floor_s * 1e3 * count,
                             **{f"t_{k}_ms": v * 1e3 for k, v in r.times_s.items()}})
-                        placements.setdefault((device.id, phase), []).append((p, model, family, rows[-1]["where"]))
+                        placements.setdefault((device.id, phase), []).append(
+                            (p, model, family, rows[-1]["where"], seqlen))
     for op_name, reason in sorted(skipped.items()):
         notes.append(f"op family {op_name} skipped: its module does not import ({reason})")
     return rows, notes, placements
@@ -193,24 +202,26 @@ def run_paper(out_dir: str | Path, devices: Sequence[Device], models: Sequence[s
 
 
 def _chart(device: Device, phase: str, items: list, out: Path) -> list[Path]:
-    """Colour = op family, marker = model family; one line per (model, op, where) as L grows."""
+    """Colour = op family, marker = model family; one line per (model, op, where) as the model's L grows."""
     seen: dict[tuple, Any] = {}
-    for p, model, family, where in items:  # identical calls within a model: one marker
-        seen.setdefault((model, p.op, where, p.label), (p, model, family, where))
+    for p, model, family, where, seqlen in items:  # identical calls within a model: one marker
+        seen.setdefault((model, p.op, where, seqlen), (p, model, family, where, seqlen))
     unique = list(seen.values())
     base = placement_points([p for p, *_ in unique], device)
     points = []
-    for cp, (p, model, family, where) in zip(base, unique):
-        points.append(ChartPoint(**{**cp.__dict__, "series": f"{model}|{p.op}|{where}",
-                                    "order": float(p.params.get("seqlen", cp.order)), "label": None,
-                                    "marker_group": family}))
-    # label one trajectory per op (its longest point)
+    for cp, (p, model, family, where, seqlen) in zip(base, unique):
+        # the line follows the model's sequence length (for decode steps: the context length)
+        points.append(ChartPoint(**{**cp.__dict__, "series": f"{model}|{p.op}|{where}", "order": float(seqlen),
+                                    "label": None, "marker_group": family}))
+    # label one trajectory per op, at its longest point, with the range of lengths
     ends: dict[str, ChartPoint] = {}
+    first: dict[str, float] = {}
     for q in points:
+        first[q.op] = min(first.get(q.op, q.order), q.order)
         if q.op not in ends or q.order > ends[q.op].order:
             ends[q.op] = q
-    points = [ChartPoint(**{**q.__dict__, "label": f"{q.op} → {_label(int(q.order))}"}) if ends.get(q.op) is q else q
-              for q in points]
+    points = [ChartPoint(**{**q.__dict__, "label": f"{q.op} L{_label(int(first[q.op]))}→{_label(int(q.order))}"})
+              if ends.get(q.op) is q else q for q in points]
     fig = roofline_chart(device, points, title=f"{device.name}: {phase}", group_title="op",
                          marker_title="model family", marker_map=FAMILY_MARKERS,
                          subtitle=f"analytic floors at the paper's model shapes, {phase}; lines join lengths")
