@@ -86,11 +86,23 @@ def clone_inputs(kwargs: Mapping[str, Any], dtype: torch.dtype | None = None) ->
     copied = {}
     for key, value in kwargs.items():
         if isinstance(value, torch.Tensor):
-            value = value.detach().clone()
+            value = clone_keep_broadcast(value)
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)
         copied[key] = value
     return copied
+
+
+def clone_keep_broadcast(t: torch.Tensor) -> torch.Tensor:
+    """A copy that keeps stride-0 (expanded) dims expanded: kernels detect tied parameters by their strides
+    (mamba_ssm's Mamba2 passes per-head dt/A/D as expansions), and ``clone`` would densify them."""
+    broadcast = [d for d in range(t.dim()) if t.stride(d) == 0 and t.size(d) > 1]
+    if not broadcast:
+        return t.detach().clone()
+    base = t.detach()
+    for d in broadcast:
+        base = base.narrow(d, 0, 1)
+    return base.clone().expand(t.shape)
 
 
 def run_outputs(op: Op, impl_name: str, kwargs: Mapping[str, Any], *, poison: bool) -> dict[str, torch.Tensor]:
