@@ -63,10 +63,12 @@ def ops(device: str | None, as_json: bool) -> None:
 @click.option("--against", default=None, help="Also compare with this impl using the upstream (rtol, atol) "
               "(default: the op's baseline, e.g. official).")
 @click.option("--limit", type=int, default=None, help="Check only the first N configs of the grid.")
+@click.option("--where", default=None, help="Keep grid configs whose fields equal these values, e.g. "
+              "'dtype=bf16,z=True'.")
 @click.option("--save", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every result as JSON lines to this file.")
 def check(op_name: str, impl_names: str | None, grid: str, device: str | None, seed: int | None,
-          against: str | None, limit: int | None, json_path: Path | None) -> None:
+          against: str | None, limit: int | None, where: str | None, json_path: Path | None) -> None:
     """Compare implementations of OP with the float64 reference (and with the official kernel).
 
     Exits non-zero when any case fails (error above tolerance, NaN, crash, or outside the upstream
@@ -87,7 +89,7 @@ def check(op_name: str, impl_names: str | None, grid: str, device: str | None, s
                 impls = [i for i in impls if i in op.impls]
                 if not impls:
                     continue
-            configs = op.grid(grid)[:limit] if limit else None
+            configs = _filter(op, op.grid(grid), where)[:limit]
             for res in run_check(op, impls, grid=grid, configs=configs, device=device, seed=seed, against=against):
                 results.append(res)
                 if sink:
@@ -108,6 +110,19 @@ def check(op_name: str, impl_names: str | None, grid: str, device: str | None, s
     _summary(console, results)
     if any(r.failed for r in results):
         sys.exit(1)
+
+
+def _filter(op, configs: list[dict], where: str | None) -> list[dict]:
+    """Configs whose shape fields (defaults included) and dtype match every ``key=value`` of ``where``."""
+    if not where:
+        return configs
+    wanted = dict(item.split("=", 1) for item in where.split(","))
+
+    def fields(config: dict) -> dict:
+        shape, dtype = op.split_config(config)
+        return {**shape.params(), "dtype": dtype}
+
+    return [c for c in configs if all(str(fields(c).get(k)) == v for k, v in wanted.items())]
 
 
 def _summary(console, results) -> None:
