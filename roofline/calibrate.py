@@ -649,7 +649,7 @@ def run_calibration(device_id: str | None = None, *, only: Sequence[str] | None 
     try:
         import torch
 
-        info["torch"] = torch.__version__
+        info["torch"] = str(torch.__version__)
     except ImportError:
         pass
     return Calibration(device=gpu.datasheet, gpu_name=gpu.name, measurements=measurements, info=info,
