@@ -6,6 +6,7 @@ per-repetition times of each timed point (for bootstrap intervals), keyed like t
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -148,10 +149,8 @@ def export(run_dir: str | Path, *, csv: bool = False, parquet: bool = False) -> 
         df.to_csv(run_dir / "rows.csv", index=False)
         written.append(run_dir / "rows.csv")
     if parquet:
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise RuntimeError("parquet export needs pyarrow: pip install pyarrow") from None
+        if importlib.util.find_spec("pyarrow") is None:
+            raise RuntimeError("parquet export needs pyarrow: pip install pyarrow")
         # Mixed-type columns (e.g. a param that is int in one op and bool in another) become strings.
         for col in df.columns:
             kinds = {type(v) for v in df[col] if v is not None and v == v}

@@ -121,21 +121,28 @@ def select_impls(op: Op, impls: Sequence[str] | None, *, several_ops: bool, base
     return sorted(names, key=lambda n: n != base)  # stable: the baseline first, the rest in order
 
 
-def plan(ops: Sequence[Op], impls: Sequence[str] | None = None,
+def plan(ops: Sequence[Op], impls: Sequence[str] | Mapping[str, Sequence[str] | None] | None = None,
          configs: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
          *, grid: str | None = None, baseline: str | None = None) -> list[Point]:
-    """Points in run order: op by op, config by config, the baseline impl first within a config."""
+    """Points in run order: op by op, config by config, the baseline impl first within a config.
+
+    impls and configs may be mappings op name -> list (an op missing from ``configs`` gets none)."""
     points = []
     for op in ops:
+        op_impls = impls.get(op.name) if isinstance(impls, Mapping) else impls
         if isinstance(configs, Mapping):
             op_configs = list(configs.get(op.name, []))
         elif configs is not None:
             op_configs = [dict(c) for c in configs]
         else:
             op_configs = build_configs(op, grid=grid)
-        names = select_impls(op, impls, several_ops=len(ops) > 1, baseline=baseline)
+        names = select_impls(op, op_impls, several_ops=len(ops) > 1, baseline=baseline)
+        seen: set[str] = set()
         for index, config in enumerate(op_configs):
             template = _resolve_config(op, config, index)
+            if template.config_id in seen:  # the same shape twice (e.g. a default spelled out): run it once
+                continue
+            seen.add(template.config_id)
             points.extend(Point(**{**template.__dict__, "impl": name}) for name in names)
     return points
 
@@ -157,7 +164,7 @@ def _resolve_config(op: Op, config: Mapping[str, Any], index: int) -> Point:
 # --------------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------------
-def run_sweep(ops: str | Op | Sequence[str | Op], impls: Sequence[str] | None = None,
+def run_sweep(ops: str | Op | Sequence[str | Op], impls: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
               configs: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
               out_dir: str | Path = "runs/bench", *, grid: str | None = None, resume: bool = False,
               on_row: Callable[[dict[str, Any]], None] | None = None, on_plan: Callable[[int], None] | None = None,
@@ -165,12 +172,12 @@ def run_sweep(ops: str | Op | Sequence[str | Op], impls: Sequence[str] | None = 
     """Check and time every point; returns the rows written by this call (see README.md for the keys).
 
     ops:     "all", an op name, an Op, or a list of them.
-    impls:   impl names (default: all but the reference).
+    impls:   impl names (default: all but the reference), or a mapping op name -> impl names.
     configs: a list of configs for every op, a mapping op name -> configs, or None for ``grid``
              (default ``paper``).
     out_dir: the run directory (``rows.jsonl``, ``samples.jsonl``, ``env.json``).
-    resume:  skip points that already have a row; without it, a directory with rows of the same mode
-             (timed or profile) is refused.
+    resume:  skip points that already have a row of this mode; without it, a timed sweep refuses a
+             directory that holds timed rows (a profile sweep may repeat: ncu is re-run on the same RUN).
     on_row:  called with each row as it is written; ``on_plan`` with the number of points to run.
     settings: fields of :class:`Settings` (device, cache, budget_s, min_reps, max_reps, cv_target, profile,
              check, check_seqlen_cap, seed, baseline, peaks, use_graph, warmup_s, flush_bytes).
@@ -273,9 +280,9 @@ def run_point(point: Point, cfg: Settings, state: _ConfigState) -> tuple[dict[st
         samples = _measure(point, cfg, state, impl, fields)
     except Exception as exc:  # every failure is a status with one line, never a traceback
         fields["status"], fields["message"] = classify(exc)
-        if fields["status"] == "oom":
-            state.inputs = None
-            _free(cfg.device)
+    if fields["status"] == "oom":  # outside the except block: its traceback no longer pins the tensors
+        state.inputs = None
+        _free(cfg.device)
     fields["timestamp"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return make_row(**fields), samples
 
@@ -298,7 +305,7 @@ def _measure(point: Point, cfg: Settings, state: _ConfigState, impl: Any, fields
             return None
         if fields["check_status"] == "fail":
             notes.append(f"WRONG: rel err {fields['rel_err']:.3g} > tolerance {fields['tolerance']:.3g}")
-        if fields["check_seqlen"] is not None and fields["check_seqlen"] != point.shape.params().get("seqlen"):
+        if fields.get("check_seqlen") is not None and fields["check_seqlen"] != point.shape.params().get("seqlen"):
             notes.append(f"checked at seqlen={fields['check_seqlen']}")
     cost = op.cost(point.shape, point.dtype)
     fields.update(metrics.cost_fields(cost, point.impl))

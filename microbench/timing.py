@@ -14,7 +14,8 @@ GPU (``device="cuda"``):
      pair, so nothing is subtracted; reading (not writing) leaves L2 holding clean lines, so the timed kernel
      is not charged for writing back the flush's dirty lines. Warm: samples repeat on the same inputs.
   5. Samples are taken in growing batches until the CV (std / mean) is at most ``cv_target`` with at least
-     ``min_reps`` samples, ``max_reps`` is reached, or ``budget_s`` is spent (with at least 3 samples).
+     ``min_reps`` samples, ``max_reps`` is reached, or ``budget_s`` is spent (then at least 3 samples, even
+     when that means fewer than ``min_reps``).
   6. NVML SM / memory clocks, temperature, power and throttle reasons right before and after the samples.
 
 ``launch_bound`` is ``host_issue_ms > device_ms``: the CPU needs longer to issue a call than the GPU needs to
@@ -101,10 +102,15 @@ def time_callable(fn: Callable[[], Any], *, device: str | torch.device = "cuda",
 # --------------------------------------------------------------------------------------------------
 def _sample_until_stable(run_batch: Callable[[int], list[float]], budget_s: float, min_reps: int, max_reps: int,
                          cv_target: float) -> list[float]:
-    """Call ``run_batch(n)`` (returns n samples) with growing n until the stopping rule holds."""
+    """Call ``run_batch(n)`` (returns n samples) with growing n until the stopping rule holds.
+
+    The first batch is small (it measures what a sample costs); later ones double the count, within the
+    budget that is left. ``min_reps`` yields to the budget once there are 3 samples.
+    """
     samples: list[float] = []
     start = time.perf_counter()
-    n = min(min_reps, max_reps)
+    floor = min(MIN_SAMPLES_ON_BUDGET, min_reps)
+    n = floor
     while True:
         t0 = time.perf_counter()
         samples += run_batch(n)
@@ -114,12 +120,10 @@ def _sample_until_stable(run_batch: Callable[[int], list[float]], budget_s: floa
             break
         if len(samples) >= min_reps and summarize(samples).cv <= cv_target:
             break
-        if spent >= budget_s and len(samples) >= min(MIN_SAMPLES_ON_BUDGET, min_reps):
+        if spent >= budget_s and len(samples) >= floor:
             break
         room = int((budget_s - spent) / max(per_sample_s, 1e-9))
-        n = max(1, min(len(samples), room, max_reps - len(samples)))
-        if spent >= budget_s:  # short of the minimum: one sample at a time
-            n = 1
+        n = max(1, min(max(len(samples), min_reps - len(samples)), room, max_reps - len(samples)))
     return samples[:max_reps]
 
 
@@ -221,12 +225,15 @@ class _CudaRunner:
         torch.cuda.current_stream(self.dev).wait_stream(side)
         torch.cuda.synchronize(self.dev)
         graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.current_stream(self.dev)
         try:
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 for _ in range(calls):
                     self.fn()  # results dropped inside the loop: the graph pool reuses their memory
             torch.cuda.synchronize(self.dev)
         except Exception as exc:  # capture is an optimization; the eager path measures the same work
+            # torch.cuda.graph's __exit__ skips restoring the stream when capture_end raises: restore it here.
+            torch.cuda.set_stream(stream)
             self.graph, self.calls = None, 1
             self.note = f"graph capture failed ({type(exc).__name__}: {_first_line(exc)}); timed eager launches"
             torch.cuda.synchronize(self.dev)
@@ -275,7 +282,7 @@ def _time_cuda(fn: Callable[[], Any], dev: torch.device, cache: str, budget_s: f
                cv_target: float, warmup_s: float, use_graph: bool, flush_bytes: int | None) -> Timing:
     started = time.perf_counter()
     with torch.cuda.device(dev):
-        host_ms, warmup_calls = _warm_up(fn, dev, warmup_s)
+        host_ms, warmup_calls = _warm_up(fn, dev, warmup_s, budget_s)
         issue_ms = _issue_time(fn, dev, host_ms, budget_s)
         runner = _CudaRunner(fn, dev, cache, flush_bytes)
         graphed = use_graph and runner.capture(1)
@@ -304,33 +311,38 @@ def _time_cuda(fn: Callable[[], Any], dev: torch.device, cache: str, budget_s: f
 
 def _batched(runner: _CudaRunner, n: int) -> list[float]:
     """Split n samples into batches whose launches fit behind one spin."""
-    per_batch = max(1, MAX_QUEUED_CALLS // (runner.calls if runner.graph is None else 1))
+    per_batch = max(1, MAX_QUEUED_CALLS // (runner.calls if runner.graph is None else 2))
     out: list[float] = []
     while len(out) < n:
         out += runner.batch(min(per_batch, n - len(out)))
     return out
 
 
-def _warm_up(fn: Callable[[], Any], dev: torch.device, warmup_s: float) -> tuple[float, int]:
-    """Synchronized calls: the first (autotune, JIT) untimed, then for ``warmup_s`` (at least 3 more, at most
-    100); returns the median wall time of the latter and the number of calls."""
+def _warm_up(fn: Callable[[], Any], dev: torch.device, warmup_s: float, budget_s: float) -> tuple[float, int]:
+    """Synchronized calls: the first (autotune, JIT) untimed, then for ``warmup_s`` — at least 3, fewer only when
+    they would take over a quarter of the budget, at most 100. Returns their median wall time and the count."""
     fn()
     torch.cuda.synchronize(dev)
     walls: list[float] = []
     started = time.perf_counter()
-    while len(walls) < 3 or (time.perf_counter() - started < warmup_s and len(walls) < 100):
+    while True:
         t0 = time.perf_counter()
         fn()
         torch.cuda.synchronize(dev)
         walls.append((time.perf_counter() - t0) * 1e3)
+        elapsed = time.perf_counter() - started
+        if len(walls) >= 100 or (elapsed >= warmup_s and (len(walls) >= 3 or elapsed >= 0.25 * budget_s)):
+            break
     return summarize(walls).median, len(walls) + 1
 
 
 def _issue_time(fn: Callable[[], Any], dev: torch.device, host_ms: float, budget_s: float) -> float:
-    """CPU time per call for m back-to-back unsynchronized calls (median of 3 bursts), m <= 10."""
+    """CPU time per call of m back-to-back unsynchronized calls, m <= 10 (median of 3 bursts, or 1 burst when
+    calls are so long that 3 would take over a tenth of the budget: such calls are not launch-bound anyway)."""
     m = max(1, min(10, int(0.05 * budget_s * 1e3 / max(host_ms, 1e-3))))
+    n_bursts = 3 if 3 * m * host_ms < 100 * budget_s else 1
     bursts = []
-    for _ in range(3):
+    for _ in range(n_bursts):
         torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
         for _ in range(m):

@@ -26,8 +26,9 @@ KERNEL_ROLES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), ro
     (r"state_passing", "state_passing"),
     (r"bmm_chunk", "bmm_chunk"),
     (r"chunk_scan", "chunk_scan"),
+    # mamba_ssm's decode kernel is `_selective_scan_update_kernel`: match it before the prefill scan.
+    (r"selective_scan_update|selective_state_update", "selective_state_update"),
     (r"selective_scan", "selective_scan"),
-    (r"selective_state_update", "selective_state_update"),
     (r"causal_conv1d.*update", "causal_conv1d_update"),
     (r"causal_conv1d", "causal_conv1d"),
 ))

@@ -148,7 +148,7 @@ FLAG_NAMES = ("D", "z", "delta_bias", "softplus")
 def _grid_small() -> list[dict[str, Any]]:
     """CPU / interpreter grid (18 configs): per dtype, lengths 1, 7, 33, 130 (several chunks, a ragged
     tail) with dstate 4, 16, 1, 8, groups 1 and 2, odd dims; one config per dtype without D (so the scan
-    alone makes the output); then six more flag combinations in fp32 at D 8, L 40, N 5, G 2."""
+    alone makes the output); then six more flag combinations in fp32 at D 8, L 70 (two chunks), N 5, G 2."""
     grid = []
     for dtype in ("fp32", "fp16", "bf16"):
         for i, (seqlen, dstate, groups, dim) in enumerate(((1, 4, 1, 6), (7, 16, 2, 6), (33, 1, 1, 5),
@@ -158,7 +158,7 @@ def _grid_small() -> list[dict[str, Any]]:
     combos = [dict(zip(FLAG_NAMES, bits)) for bits in
               ((False, False, False, False), (True, False, True, False), (False, True, False, True),
                (False, True, True, False), (True, True, False, True), (False, False, True, True))]
-    grid += [dict(batch=1, dim=8, dstate=5, seqlen=40, groups=2, dtype="fp32", **flags) for flags in combos]
+    grid += [dict(batch=1, dim=8, dstate=5, seqlen=70, groups=2, dtype="fp32", **flags) for flags in combos]
     return grid
 
 
@@ -206,7 +206,8 @@ OP = Op(
     # so fp32 sees only arithmetic error (exp/exp2, the scan's order of products: ~1e-7 measured, bounded
     # since the decays are < 1). Half types are dominated by rounding the output once, unit roundoff
     # 2^-11 (fp16) and 2^-8 (bf16): the norm-wise error lands near 0.5-1 of it (2e-4 and 3.5e-3 measured),
-    # and the bounds leave 3-10x of margin.
+    # and the bounds leave 3-10x of margin. (Triton's CPU interpreter truncates fp32 -> bf16 instead of
+    # rounding to nearest, which doubles the bf16 error there.)
     tolerance={"fp32": 2e-5, "fp16": 2e-3, "bf16": 1e-2},
     # mamba's test_selective_scan: fp32 (6e-4, 2e-3), fp16 (3e-3, 5e-3), bf16 (3e-2, 5e-2).
     upstream_tolerance={"fp32": (6e-4, 2e-3), "fp16": (3e-3, 5e-3), "bf16": (3e-2, 5e-2)},

@@ -66,7 +66,8 @@ def _selective_state_update_kernel(
         dt = tl.load(dt_ptr + pid_b * stride_tb + pid_h * stride_th + offs_m * stride_tp,
                      mask=mask_m, other=0.0).to(tl.float32)
         if HAS_BIAS:
-            dt += tl.load(bias_ptr + pid_h * stride_biash + offs_m * stride_biasp, mask=mask_m, other=0.0).to(tl.float32)
+            dt += tl.load(bias_ptr + pid_h * stride_biash + offs_m * stride_biasp,
+                          mask=mask_m, other=0.0).to(tl.float32)
         if SOFTPLUS:
             dt = _softplus(dt)
         A = tl.load(A_ptr + pid_h * stride_ah + offs_m[:, None] * stride_ap + offs_n[None, :] * stride_an,

@@ -47,3 +47,17 @@ def test_unknown_model_lists_names():
 
 def test_every_entry_keeps_its_sources():
     assert all(m.source for m in registry().values())
+
+
+def test_models_command_lists_every_model_as_json():
+    import json
+
+    from click.testing import CliRunner
+
+    from ssmscope.cli import main
+
+    result = CliRunner().invoke(main, ["e2e", "models", "--seqlen", "2048", "--json"])
+    assert result.exit_code == 0, result.output
+    listing = {m["model"]: m for m in json.loads(result.output)}
+    assert set(listing) == set(registry())
+    assert listing["mamba-130m"]["calls"][0]["params"]["seqlen"] == 2048

@@ -1,101 +1,267 @@
-"""selective_scan: reference vs hand computation, cost vs hand counts, our Triton kernel vs float64."""
+"""selective_scan: the reference by hand and against the definition, the cost model by hand, our Triton kernel
+(interpreter on CPU) against the float64 reference, NaN poisoning, shape errors, and (GPU) ours against the
+official kernel."""
+import dataclasses
+import importlib.util
 import math
+import sys
+import types
 
 import pytest
 import torch
 
 from ssmscope import kernels
 from ssmscope.kernels.check import check, check_one
-from ssmscope.kernels.op import ShapeError
+from ssmscope.kernels.op import Impl, ShapeError, Unavailable
+from ssmscope.kernels.selective_scan import ScanShape, official_supports
 from ssmscope.kernels.selective_scan.ref import selective_scan as ref_scan
 
 OP = kernels.get("selective_scan")
 
 
-def test_reference_matches_hand_computed_two_steps():
-    # B=1, D=1, N=1, L=2: h1 = d1·u1·b1, h2 = exp(d2·a)·h1 + d2·u2·b2, y = h·c + D·u, out = y·silu(z)
-    u = torch.tensor([[[1.0, 2.0]]], dtype=torch.float64)
-    delta = torch.tensor([[[0.5, 0.25]]], dtype=torch.float64)
-    A = torch.tensor([[-2.0]], dtype=torch.float64)
-    B = torch.tensor([[[[3.0, -1.0]]]], dtype=torch.float64)
-    C = torch.tensor([[[[0.5, 2.0]]]], dtype=torch.float64)
-    D = torch.tensor([0.1], dtype=torch.float64)
-    z = torch.tensor([[[1.0, -1.0]]], dtype=torch.float64)
-    h1 = 0.5 * 1.0 * 3.0
-    h2 = math.exp(0.25 * -2.0) * h1 + 0.25 * 2.0 * -1.0
-    silu = lambda v: v / (1 + math.exp(-v))  # noqa: E731
-    expected = [(h1 * 0.5 + 0.1 * 1.0) * silu(1.0), (h2 * 2.0 + 0.1 * 2.0) * silu(-1.0)]
-    out = ref_scan(u, delta, A, B, C, D=D, z=z)
-    assert torch.allclose(out[0, 0], torch.tensor(expected, dtype=torch.float64), rtol=1e-12)
+def softplus(v: float) -> float:
+    return math.log1p(math.exp(v))
 
 
-def test_reference_softplus_bias_and_groups():
-    # Groups: channel d uses B[:, d // (D/G)]; softplus(delta + bias) applied before the recurrence.
-    kw = OP.make_inputs(batch=1, dim=4, dstate=3, seqlen=5, groups=2, dtype="fp64", seed=3)
+def silu(v: float) -> float:
+    return v / (1 + math.exp(-v))
+
+
+def naive_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The definition, one scalar at a time (float64)."""
+    batch, dim, seqlen = u.shape
+    dstate, groups = A.shape[1], B.shape[1]
+    out = torch.zeros(batch, dim, seqlen, dtype=torch.float64)
+    for b in range(batch):
+        for d in range(dim):
+            g = d // (dim // groups)
+            h = [0.0] * dstate
+            for t in range(seqlen):
+                dt = float(delta[b, d, t]) + (float(delta_bias[d]) if delta_bias is not None else 0.0)
+                dt = softplus(dt) if delta_softplus else dt
+                y = 0.0
+                for n in range(dstate):
+                    h[n] = math.exp(dt * float(A[d, n])) * h[n] + dt * float(u[b, d, t]) * float(B[b, g, n, t])
+                    y += h[n] * float(C[b, g, n, t])
+                if D is not None:
+                    y += float(D[d]) * float(u[b, d, t])
+                out[b, d, t] = y * silu(float(z[b, d, t])) if z is not None else y
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- reference
+def test_ref_two_steps_by_hand():
+    # B=1, D=1, N=1, L=2 with every option: δ_t = softplus(delta_t + 0.1), h_1 = δ_1·u_1·b_1,
+    # h_2 = exp(δ_2·a)·h_1 + δ_2·u_2·b_2, out_t = (h_t·c_t + D·u_t)·silu(z_t).
+    f64 = torch.float64
+    u = torch.tensor([[[1.0, 2.0]]], dtype=f64)
+    delta = torch.tensor([[[0.4, -0.3]]], dtype=f64)
+    A = torch.tensor([[-2.0]], dtype=f64)
+    B = torch.tensor([[[[3.0, -1.0]]]], dtype=f64)
+    C = torch.tensor([[[[0.5, 2.0]]]], dtype=f64)
+    D = torch.tensor([0.25], dtype=f64)
+    z = torch.tensor([[[1.0, -1.5]]], dtype=f64)
+    bias = torch.tensor([0.1], dtype=f64)
+    d1, d2 = softplus(0.5), softplus(-0.2)
+    h1 = d1 * 1.0 * 3.0
+    h2 = math.exp(d2 * -2.0) * h1 + d2 * 2.0 * -1.0
+    expected = [(h1 * 0.5 + 0.25 * 1.0) * silu(1.0), (h2 * 2.0 + 0.25 * 2.0) * silu(-1.5)]
+    out = ref_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True)
+    torch.testing.assert_close(out[0, 0], torch.tensor(expected, dtype=f64), rtol=1e-13, atol=0)
+    # No options: out_t = h_t·c_t with δ = delta as given.
+    plain = ref_scan(u, delta.abs(), A, B, C)
+    h1 = 0.4 * 3.0
+    h2 = math.exp(0.3 * -2.0) * h1 + 0.3 * 2.0 * -1.0
+    torch.testing.assert_close(plain[0, 0], torch.tensor([h1 * 0.5, h2 * 2.0], dtype=f64), rtol=1e-13, atol=0)
+
+
+FLAGS = [dict(D=True, z=True, delta_bias=True, softplus=True), dict(D=False, z=False, delta_bias=False, softplus=False),
+         dict(D=True, z=False, delta_bias=True, softplus=False), dict(D=False, z=True, delta_bias=False, softplus=True)]
+
+
+@pytest.mark.parametrize("flags", FLAGS, ids=lambda f: ScanShape(**f).label().split("-G1")[-1].strip("-") or "all")
+@pytest.mark.parametrize("groups", [1, 3])
+def test_ref_matches_definition(flags, groups):
+    kw = OP.make_inputs(batch=2, dim=6, dstate=3, seqlen=5, groups=groups, dtype="fp64", seed=groups, **flags)
     kw = {k: v.double() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}  # A, D, bias come as fp32
+    torch.testing.assert_close(ref_scan(**kw), naive_scan(**kw), rtol=1e-12, atol=1e-14)
+
+
+def test_ref_accepts_3d_B_C_and_keeps_dtype():
+    kw = OP.make_inputs(batch=2, dim=4, dstate=3, seqlen=9, dtype="bf16", seed=5)
     out = ref_scan(**kw)
-    for d in range(4):
-        g = d // 2
-        dt = torch.nn.functional.softplus(kw["delta"][0, d] + kw["delta_bias"][d])
-        h = torch.zeros(3, dtype=torch.float64)
-        for t in range(5):
-            h = torch.exp(dt[t] * kw["A"][d]) * h + dt[t] * kw["u"][0, d, t] * kw["B"][0, g, :, t]
-            y = (h * kw["C"][0, g, :, t]).sum() + kw["D"][d] * kw["u"][0, d, t]
-            y = y * torch.nn.functional.silu(kw["z"][0, d, t])
-            assert torch.isclose(out[0, d, t], y, rtol=1e-12, atol=1e-14)
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 4, 9)
+    squeezed = dict(kw, B=kw["B"][:, 0], C=kw["C"][:, 0])  # [B, N, L]: one group, as the official accepts
+    assert torch.equal(ref_scan(**squeezed), out)
 
 
-def test_cost_matches_hand_count():
-    c = OP.cost_of(batch=2, dim=4, dstate=8, seqlen=10, groups=2, dtype="bf16")
-    steps, states = 2 * 4 * 10, 2 * 4 * 10 * 8
-    assert c.flops == 6 * states + (1 + 1 + 1 + 2 + 4) * steps
-    assert c.transcendentals == states + 3 * steps
-    # u, delta, z, out: 80 elements × 2 B each; B, C: 2·2·8·10 × 2 B; A 4·8·4 B; D, bias 4·4 B
-    assert c.min_bytes == 4 * 80 * 2 + 2 * 320 * 2 + 128 + 16 + 16
-    assert c.impl_bytes["official"] == c.min_bytes + 80 * 2 + 2 * 4 * 1 * 16 * 4
+def test_generate_effective_step_sizes_are_mamba_like():
+    """Every flag combination gives δ around Mamba's dt init range [1e-3, 0.1], never negative."""
+    for softplus_on in (False, True):
+        for bias_on in (False, True):
+            kw = OP.make_inputs(batch=1, dim=64, dstate=4, seqlen=50, softplus=softplus_on, delta_bias=bias_on,
+                                dtype="fp32", seed=3)
+            dt = kw["delta"] + (kw["delta_bias"][:, None] if bias_on else 0)
+            dt = torch.nn.functional.softplus(dt) if softplus_on else dt
+            assert dt.min() > 0 and 1e-4 < dt.median() < 0.2, (softplus_on, bias_on)
+    assert (kw["A"] < 0).all() and kw["A"].dtype == torch.float32 and kw["D"].dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------------------------- cost
+def test_cost_by_hand():
+    c = OP.cost_of(batch=2, dim=4, dstate=8, seqlen=10, groups=2, dtype="bf16")  # every option on
+    # 80 steps x 8 states: 6 FLOPs + 1 exp each; per step δu 1, bias 1, softplus 1, D 2, silu gate 4
+    # (3 transcendentals: exp and log1p of softplus, exp of silu).
+    assert c.flops == 6 * 640 + 9 * 80 and c.transcendentals == 640 + 3 * 80 and c.tensor_flops == 0
+    assert dict(c.bytes) == {"u": 160, "delta": 160, "z": 160, "out": 160, "B": 640, "C": 640,
+                             "A": 128, "D": 16, "delta_bias": 16}
+    # Official: out and out_z both written (+160) and one float2 prefix per (b, d, 2048-chunk, n): 8·2·4·1·8.
+    assert c.impl_bytes["official"] == 2080 + 160 + 512
+    long = OP.cost_of(batch=1, dim=2, dstate=4, seqlen=4097, z=False, dtype="fp16")  # 3 chunks, no out_z
+    assert long.impl_bytes["official"] - long.min_bytes == 8 * 1 * 2 * 3 * 4
     bare = OP.cost_of(batch=1, dim=1, dstate=1, seqlen=1, D=False, z=False, delta_bias=False, softplus=False,
                       dtype="fp32")
-    assert (bare.flops, bare.transcendentals, bare.min_bytes) == (7.0, 1.0, 3 * 4 + 2 * 4 + 4)
+    assert (bare.flops, bare.transcendentals, bare.min_bytes) == (7, 1, 24)  # u, delta, out, B, C, A: 4 B each
+    assert bare.impl_bytes["official"] == 24 + 8
+
+
+# ---------------------------------------------------------------------------------------------- triton
+def test_small_grid_covers_lengths_states_groups_dtypes_flags():
+    grid = OP.grid("small")
+    assert {1, 7, 33, 130} <= {c["seqlen"] for c in grid} and {1, 4, 16} <= {c["dstate"] for c in grid}
+    assert {c["groups"] for c in grid} == {1, 2} and {c["dtype"] for c in grid} == {"fp32", "fp16", "bf16"}
+    for flag in ("D", "z", "delta_bias", "softplus"):
+        assert {c.get(flag, True) for c in grid} == {False, True}, flag
 
 
 def test_triton_matches_float64_reference_on_small_grid():
-    results = list(check(OP, ["triton"], grid="small", device="cpu", seed=11))
-    assert results and all(r.status == "pass" for r in results), [(r.config, r.dtype, r.rel_err, r.message)
-                                                                   for r in results if r.status != "pass"]
+    results = list(check(OP, ["triton"], grid="small", device="cpu", seed=20231))
+    assert len(results) == len(OP.grid("small"))
+    failed = [(r.config, r.dtype, r.status, r.rel_err, r.message) for r in results if r.status != "pass"]
+    assert not failed, failed
 
 
-def test_unwritten_output_is_caught():
-    import dataclasses
-
-    from ssmscope.kernels.op import Impl
-
-    def half_written(**kw):
-        out = torch.empty_like(kw["u"])
-        out[..., : out.shape[-1] // 2] = ref_scan(**kw)[..., : out.shape[-1] // 2]
-        return out
-
-    import sys
-    sys.modules[__name__].half_written = half_written
-    broken = dataclasses.replace(OP, impls={**OP.impls, "broken": Impl("broken", f"{__name__}:half_written", "ours")})
-    res = check_one(broken, "broken", dict(batch=1, dim=4, dstate=4, seqlen=16, dtype="fp32"), device="cpu", seed=0)
-    assert res.status == "fail" and res.nan_count > 0
+@pytest.mark.parametrize("dstate,seqlen", [(64, 20), (256, 9)], ids=["N64-L20", "N256-L9"])
+def test_triton_large_states(dstate, seqlen):
+    config = dict(batch=1, dim=3, dstate=dstate, seqlen=seqlen, dtype="fp32")
+    res = check_one(OP, "triton", config, device="cpu", seed=4)
+    assert res.status == "pass", (res.rel_err, res.message)
 
 
-@pytest.mark.parametrize("bad", [dict(dstate=257), dict(dim=6, groups=4), dict(seqlen=0)],
-                         ids=["N257", "D6-G4", "L0"])
-def test_bad_shapes_raise(bad):
-    with pytest.raises(ShapeError):
+def test_triton_follows_strides_like_mamba_block():
+    """Mamba's block hands u and z as channel slices of one xz [B, 2D, L] tensor; B and C here are
+    transposed views (unit stride along N), and B comes 3-D (one group)."""
+    from ssmscope.kernels.selective_scan.triton_kernel import selective_scan as triton_scan
+
+    kw = OP.make_inputs(batch=2, dim=6, dstate=5, seqlen=37, dtype="fp32", seed=9)
+    xz = torch.cat([kw["u"], kw["z"]], dim=1)
+    Bt = kw["B"][:, 0].transpose(1, 2).contiguous().transpose(1, 2)  # [B, N, L], stride(1) == 1
+    Ct = kw["C"].transpose(2, 3).contiguous().transpose(2, 3)
+    strided = dict(kw, u=xz[:, :6], z=xz[:, 6:], B=Bt, C=Ct)
+    assert not strided["u"].is_contiguous() and Bt.stride(1) == 1
+    torch.testing.assert_close(triton_scan(**strided), ref_scan(**kw), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- poison
+def _leaves_tail_unwritten(**kw):
+    out = torch.empty_like(kw["u"])
+    out[..., :-3] = ref_scan(**kw)[..., :-3]
+    return out
+
+
+def test_unwritten_output_fails_through_nan_poison(monkeypatch):
+    module = types.ModuleType("ssmscope_test_scan_broken")
+    module.partial = _leaves_tail_unwritten
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    partial = Impl("partial", f"{module.__name__}:partial", "library")
+    op = dataclasses.replace(OP, impls={**OP.impls, "partial": partial})
+    res = check_one(op, "partial", dict(batch=2, dim=5, dstate=4, seqlen=11, dtype="fp32"), device="cpu", seed=1)
+    assert res.status == "fail" and res.nan_count == 2 * 5 * 3 and "NaN" in res.message
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("bad,match", [(dict(dim=6, groups=4), "divisible by groups"),
+                                       (dict(seqlen=0), "seqlen must be >= 1"),
+                                       (dict(batch=0), "batch must be >= 1")], ids=["D6-G4", "L0", "B0"])
+def test_bad_shapes_raise(bad, match):
+    with pytest.raises(ShapeError, match=match):
         OP.shape(**bad)
 
 
-def test_official_reports_why_it_cannot_run_on_cpu():
+def test_bad_tensors_raise_shape_error_in_ref_and_triton():
+    from ssmscope.kernels.selective_scan.triton_kernel import selective_scan as triton_scan
+
+    kw = OP.make_inputs(batch=1, dim=4, dstate=3, seqlen=6, groups=2, dtype="fp32", seed=0)
+    bad = {
+        r"delta must be \[B, D, L\]": dict(delta=kw["delta"][..., :5]),
+        r"A must be \[D=4, N\]": dict(A=kw["A"][:3]),
+        r"B must be time-varying \[B, G, N, L\]": dict(B=kw["B"][..., :5]),
+        "B has 2 groups but C has 1": dict(C=kw["C"][:, :1]),
+        r"D must be \[D=4\]": dict(D=kw["D"][:2]),
+        "complex A": dict(A=kw["A"].to(torch.complex64)),
+        r"u must be \[B, D, L\]": dict(u=kw["u"][0]),
+    }
+    for match, change in bad.items():
+        for fn in (ref_scan, triton_scan):
+            with pytest.raises(ShapeError, match=match):
+                fn(**dict(kw, **change))
+    with pytest.raises(ShapeError, match="divisible by the 3"):
+        ref_scan(**dict(kw, B=kw["B"][:, :1].expand(1, 3, 3, 6), C=kw["C"][:, :1].expand(1, 3, 3, 6)))
+    big = OP.make_inputs(batch=1, dim=2, dstate=257, seqlen=2, dtype="fp32", seed=0)
+    with pytest.raises(ShapeError, match="dstate 257 exceeds the limit of 256"):
+        triton_scan(**big)
+
+
+def test_dstate_over_256_is_unsupported_with_reason():
+    for impl in ("triton", "official"):
+        reason = OP.impls[impl].unsupported_reason(ScanShape(dstate=300), "bf16")
+        assert reason and "256" in reason
+    res = check_one(OP, "triton", dict(batch=1, dim=2, dstate=300, seqlen=3, dtype="fp32"), device="cpu", seed=0)
+    assert res.status == "unsupported" and "dstate <= 256" in res.message
+
+
+def test_official_limits():
+    assert official_supports(ScanShape(dim=5120, seqlen=65536, dstate=256), "bf16") is None
+    assert "gridDim.y" in official_supports(ScanShape(dim=70000), "bf16")
+    assert "fp64" in official_supports(ScanShape(), "fp64")
+    assert "2^31" in official_supports(ScanShape(batch=64, dim=8192, dstate=256, seqlen=2 ** 17), "bf16")
+
+
+# ---------------------------------------------------------------------------------------------- official
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
+def test_official_unavailable_on_cpu_with_reason():
     ok, why = OP.impls["official"].availability("cpu")
-    assert not ok and why
+    assert not ok and "CUDA" in why
+    res = check_one(OP, "official", dict(batch=1, dim=4, dstate=4, seqlen=8, dtype="bf16"), device="cpu", seed=0)
+    assert res.status == "unavailable" and res.message
+    if importlib.util.find_spec("mamba_ssm") is None:
+        with pytest.raises(Unavailable, match="cannot import"):
+            OP.impls["official"].load()
+
+
+# ---------------------------------------------------------------------------------------------- GPU
+def _gpu_failures(results):
+    return [(r.impl, r.config, r.dtype, r.status, r.rel_err, r.baseline_max_abs, r.message) for r in results
+            if r.failed or (r.impl == "triton" and r.baseline_ok is not True)
+            or (r.impl == "official" and r.status != "pass")]
 
 
 @pytest.mark.gpu
-def test_triton_matches_official_on_part_of_upstream_grid():
-    configs = OP.grid("upstream")[::7]
-    results = list(check(OP, ["triton"], configs=configs, device="cuda", seed=2026))
-    assert all(r.status == "pass" and r.baseline_ok for r in results), [
-        (r.config, r.dtype, r.rel_err, r.baseline_max_abs) for r in results if r.failed]
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
+def test_ours_matches_official_on_upstream_grid(dtype):
+    configs = [c for c in OP.grid("upstream") if c["dtype"] == dtype]
+    results = list(check(OP, ["triton", "official"], configs=configs, device="cuda", seed=0))
+    assert not _gpu_failures(results)
+
+
+@pytest.mark.gpu
+def test_ours_matches_official_on_paper_shapes():
+    configs = [c for c in OP.grid("paper") if c["seqlen"] <= 4096]
+    results = list(check(OP, ["triton", "official"], configs=configs, device="cuda", seed=0))
+    assert not _gpu_failures(results)
+
+
+@pytest.mark.gpu
+def test_triton_small_grid_on_gpu():
+    results = list(check(OP, ["triton"], grid="small", device="cuda", seed=0))
+    assert not [(r.config, r.dtype, r.status, r.message) for r in results if r.status != "pass"]

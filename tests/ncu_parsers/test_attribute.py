@@ -141,3 +141,11 @@ def test_rows_of_unknown_ops_or_shapes_are_ignored(make_raw):
             {"op": "no_such_op", "impl": "x", "dtype": "bf16", "seqlen": 3}]
     (p,) = attribute(parse_csv(make_raw([conv_kernel(1_001, 2_003)])), rows)
     assert p["model_min_bytes"] is None and p["params"] == {}
+
+
+def test_decode_kernel_of_mamba_is_not_taken_for_the_prefill_scan():
+    from ssmscope.ncu_parsers.attribute import short_name
+
+    assert short_name("_selective_scan_update_kernel") == "selective_state_update"
+    assert short_name("void selective_scan_fwd_kernel<Selective_Scan_fwd_kernel_traits<32, 16, 1, true>>(SSMParamsBase)") \
+        == "selective_scan"

@@ -1,0 +1,122 @@
+"""Scaling charts from a bench run: latency against one shape field, a line per impl (and per setting of the
+other fields), one log-log panel per op. Wrong points are drawn with a red cross; only timed rows are plotted."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .rows import TIMED_STATUSES, load_rows
+
+MARKERS = "osD^v<>ph*"
+
+
+def scaling_series(rows: Sequence[Mapping[str, Any]], x: str) -> dict[str, dict[tuple, list[tuple[float, float, str]]]]:
+    """op -> line key (impl, dtype, the other params) -> sorted [(x value, device_ms, status)].
+
+    Rows without a time, or whose params lack ``x``, are left out. Repeated points keep the last row.
+    """
+    series: dict[str, dict[tuple, dict[float, tuple[float, float, str]]]] = {}
+    for row in rows:
+        params = row.get("params") or {}
+        ms = row.get("device_ms")
+        if row.get("status") not in TIMED_STATUSES or not ms or x not in params:
+            continue
+        xv = params[x]
+        if isinstance(xv, bool) or not isinstance(xv, (int, float)) or xv <= 0:
+            continue
+        fixed = tuple(sorted((k, v) for k, v in params.items() if k != x))
+        key = (row["impl"], row.get("dtype"), fixed)
+        series.setdefault(row["op"], {}).setdefault(key, {})[float(xv)] = (float(xv), float(ms), row["status"])
+    return {op: {k: sorted(pts.values()) for k, pts in lines.items()} for op, lines in series.items()}
+
+
+def _labels(keys: list[tuple]) -> dict[tuple, str]:
+    """impl, plus dtype and the params that differ between an op's lines (the ones that tell them apart)."""
+    varying = set()
+    dtypes = {k[1] for k in keys}
+    for name in {n for k in keys for n, _ in k[2]}:
+        if len({dict(k[2]).get(name) for k in keys}) > 1:
+            varying.add(name)
+    labels = {}
+    for impl, dtype, fixed in keys:
+        parts = [impl] + ([dtype] if len(dtypes) > 1 else [])
+        parts += [f"{n}={v}" for n, v in fixed if n in varying]
+        labels[(impl, dtype, fixed)] = " ".join(str(p) for p in parts)
+    return labels
+
+
+def plot_scaling(run_dir: str | Path, x: str = "seqlen", *, out: str | Path | None = None,
+                 ops: Sequence[str] | None = None, title: str | None = None) -> list[Path]:
+    """Write ``scaling_<x>.png`` and ``.svg`` (into ``out``, default the run directory); returns the paths.
+
+    Raises ValueError when no timed row has the field ``x``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = load_rows(run_dir)
+    series = scaling_series(rows, x)
+    if ops:
+        series = {op: s for op, s in series.items() if op in ops}
+    if not series:
+        raise ValueError(f"no timed rows with a numeric {x!r} field in {run_dir} (statuses ok/wrong with device_ms)")
+    n = len(series)
+    cols = min(n, 2)
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(7.0 * cols, 4.8 * nrows), squeeze=False)
+    for ax, (op, lines) in zip(axes.flat, sorted(series.items())):
+        _panel(ax, op, lines, x)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    gpu = next((r.get("gpu") for r in rows if r.get("gpu")), "")
+    cache = sorted({str(r.get("cache")) for r in rows if r.get("device_ms")})
+    fig.suptitle(title or f"latency vs {x} — {gpu} ({'/'.join(cache)} cache)", fontsize=12)
+    fig.tight_layout()
+    out_dir = Path(out) if out else Path(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"scaling_{x}.png", out_dir / f"scaling_{x}.svg"]
+    for p in paths:
+        fig.savefig(p, dpi=150 if p.suffix == ".png" else None)
+    plt.close(fig)
+    return paths
+
+
+def _panel(ax: Any, op: str, lines: Mapping[tuple, list[tuple[float, float, str]]], x: str) -> None:
+    """One op: a color per impl, a marker and dash style per setting of the other fields."""
+    from matplotlib.ticker import FuncFormatter
+
+    labels = _labels(list(lines))
+    impls = sorted({key[0] for key in lines})
+    settings = sorted({key[1:] for key in lines}, key=str)
+    colors = {impl: f"C{i % 10}" for i, impl in enumerate(impls)}
+    styles = ("-", "--", ":", "-.")
+    wrong = []
+    for key, pts in sorted(lines.items(), key=lambda kv: labels[kv[0]]):
+        j = settings.index(key[1:])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[key[0]], linestyle=styles[j % len(styles)],
+                marker=MARKERS[j % len(MARKERS)], markersize=4, linewidth=1.4, label=labels[key])
+        wrong += [(p[0], p[1]) for p in pts if p[2] == "wrong"]
+    if wrong:
+        ax.scatter(*zip(*wrong), marker="x", s=70, color="red", zorder=5, label="wrong result (timed, flagged)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(_size_label))
+    ax.set_xlabel(x)
+    ax.set_ylabel("device time per call (ms)")
+    ax.set_title(op)
+    ax.grid(True, which="major", alpha=0.35)
+    ax.grid(True, which="minor", alpha=0.12)
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
+
+
+def _size_label(value: float, _pos: Any = None) -> str:
+    """Tick labels 512, 1K, 64K, 1M instead of powers of two."""
+    v = int(round(value))
+    if v >= 1 << 20 and v % (1 << 20) == 0:
+        return f"{v >> 20}M"
+    if v >= 1024 and v % 1024 == 0:
+        return f"{v >> 10}K"
+    return f"{value:g}"
