@@ -143,13 +143,13 @@ def _grid_paper() -> list[dict[str, Any]]:
     return grid
 
 
-def _triton_supports(shape: AttentionShape, dtype: str) -> str | None:
+def triton_supports(shape: Shape, dtype: str) -> str | None:
     if shape.head_dim % 8:
         return f"triton: head_dim must be a multiple of 8 (<= {MAX_HEAD_DIM}), got {shape.head_dim}"
     return None
 
 
-def _flash_attn_supports(shape: AttentionShape, dtype: str) -> str | None:
+def flash_attn_supports(shape: Shape, dtype: str) -> str | None:
     if dtype not in ("fp16", "bf16"):
         return f"flash_attn: fp16/bf16 only, got {dtype}"
     if shape.head_dim % 8:
@@ -168,11 +168,11 @@ OP = Op(
                     "PyTorch softmax(QKᵀ·scale + mask)·V, query blocks of bounded memory"),
         "triton": Impl("triton", "ssmscope.kernels.attention.triton_kernel:attention", "ours",
                        "flash-attention forward: online softmax, causal tile skipping, GQA by pointer",
-                       supports=_triton_supports),
+                       supports=triton_supports),
         "sdpa": Impl("sdpa", "ssmscope.kernels.attention.sdpa:attention", "library",
                      "torch scaled_dot_product_attention (backend recorded by describe())"),
         "flash_attn": Impl("flash_attn", "ssmscope.kernels.attention.official:flash_attn", "library",
-                           "flash_attn.flash_attn_func", needs_cuda=True, supports=_flash_attn_supports),
+                           "flash_attn.flash_attn_func", needs_cuda=True, supports=flash_attn_supports),
     },
     # ‖out − ref‖/‖ref‖ against float64. fp32: exact fp32 arithmetic (our dots run in IEEE fp32, not TF32).
     # Half types: inputs are exact, so the error is the rounding of P to the input dtype before PV and of

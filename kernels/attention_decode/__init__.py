@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..attention import MAX_HEAD_DIM, PAPER_MODELS
+from ..attention import MAX_HEAD_DIM, PAPER_MODELS, flash_attn_supports, triton_supports
 from ..op import DTYPE_BYTES, Cost, Impl, Op, Shape, ShapeError, randn
 from .splits import H100_SMS, gpu_tiles, split_plan
 
@@ -122,20 +122,6 @@ def _grid_paper() -> list[dict[str, Any]]:
     return grid
 
 
-def _triton_supports(shape: DecodeShape, dtype: str) -> str | None:
-    if shape.head_dim % 8:
-        return f"triton: head_dim must be a multiple of 8 (<= {MAX_HEAD_DIM}), got {shape.head_dim}"
-    return None
-
-
-def _flash_attn_supports(shape: DecodeShape, dtype: str) -> str | None:
-    if dtype not in ("fp16", "bf16"):
-        return f"flash_attn: fp16/bf16 only, got {dtype}"
-    if shape.head_dim % 8:
-        return f"flash_attn: head_dim must be a multiple of 8, got {shape.head_dim}"
-    return None
-
-
 OP = Op(
     name="attention_decode",
     summary="one-token attention over a KV cache with GQA (flash_attn_with_kvcache layout)",
@@ -147,12 +133,12 @@ OP = Op(
                     "PyTorch softmax(q·Kᵀ·scale)·V over the whole cache"),
         "triton": Impl("triton", "ssmscope.kernels.attention_decode.triton_kernel:attention_decode", "ours",
                        "split-KV flash decoding: per-(batch, kv head, split) partials, then a combine kernel",
-                       supports=_triton_supports),
+                       supports=triton_supports),
         "sdpa": Impl("sdpa", "ssmscope.kernels.attention_decode.sdpa:attention_decode", "library",
                      "torch scaled_dot_product_attention (backend recorded by describe())"),
         "flash_attn": Impl("flash_attn", "ssmscope.kernels.attention_decode.official:flash_attn_with_kvcache",
                            "library", "flash_attn.flash_attn_with_kvcache", needs_cuda=True,
-                           supports=_flash_attn_supports),
+                           supports=flash_attn_supports),
     },
     # As for prefill: fp32 exact (IEEE fp32 dots); half types limited by rounding P and the output.
     tolerance={"fp32": 1e-5, "fp16": 2e-3, "bf16": 1e-2},
