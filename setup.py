@@ -39,7 +39,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"ssmscope": "."},
     packages=find_packages_under(here),
-    package_data={"ssmscope": ["roofline/devices/*.yaml", "e2e/*.yaml", "kernels/*/README.md"]},
+    package_data={"ssmscope": ["roofline/devices/*.yaml", "e2e/*.yaml", "*/README.md", "kernels/*/README.md"]},
     cmdclass={"build_py": BuildWithoutSetup},
     install_requires=[
         "torch>=2.4",

@@ -2,7 +2,10 @@
 # One call on the GPU machine: install the official kernels from the carried wheels, make this checkout
 # importable as `ssmscope`, then run the named phases. Everything lands in $OUT/<phase>/ and is packed
 # into $OUT/results.tgz (the device tool returns at most 8 files).
-#   usage: bash benchmarks/gpu/session.sh env gputests check bench calibrate ncu
+#   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] bash benchmarks/gpu/session.sh env gputests check bench calibrate ncu
+# Lesson (2026-11-22): a call killed at its limit returns only what is under $OUT, so every phase is
+# time-limited and the results are packed after each one. Official SSD autotuning and Triton compiles of
+# many flag variants take minutes: give `check ssd` and the scan grids their own calls or a --where.
 set -uo pipefail
 OUT=${OUT:-/tmp/ssmscope-out}
 RES=/tmp/results; mkdir -p "$RES" "$OUT"
@@ -13,11 +16,13 @@ mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/ssmscope
 export PYTHONPATH=/tmp/pkg:/tmp/site
 SSM="python3 -m ssmscope"
 
-run_phase() {  # name, command...: log to $RES/<name>.log, keep going on failure
+run_phase() {  # name, command...: log to $RES/<name>.log under a time limit, keep going on failure,
+  # and re-pack $OUT/results.tgz after every phase so a later timeout loses nothing already measured.
   local name=$1; shift
-  echo "=== $name: $*"; local t0=$SECONDS
-  "$@" > "$RES/$name.log" 2>&1; local rc=$?
+  echo "=== $name (limit ${PHASE_LIMIT:-240} s): $*"; local t0=$SECONDS
+  timeout "${PHASE_LIMIT:-240}" "$@" > "$RES/$name.log" 2>&1; local rc=$?
   echo "=== $name rc=$rc in $((SECONDS - t0)) s"; tail -n 25 "$RES/$name.log"
+  tar -czf "$OUT/results.tgz" -C /tmp results
 }
 
 for phase in "$@"; do
@@ -33,11 +38,11 @@ for phase in "$@"; do
     bench)
       run_phase bench $SSM bench all --out "$RES/bench" ;;
     calibrate)
-      run_phase calibrate $SSM roofline calibrate --out "$RES/calibrate.yaml" ;;
+      run_phase calibrate $SSM roofline calibrate --out "$RES/h100-sxm@measured.yaml" ;;
     ncu)
       run_phase ncu $SSM ncu all --grid quick --out "$RES/ncu" ;;
     *)
       echo "unknown phase $phase" ;;
   esac
 done
-tar -czf "$OUT/results.tgz" -C /tmp results && ls -la "$OUT"
+ls -la "$OUT"
