@@ -235,3 +235,13 @@ def summarize(results: Sequence[CheckResult | Mapping[str, Any]]) -> list[dict[s
         entry["compared_with_baseline"] = len(base)
         summary.append(entry)
     return summary
+
+
+def disagreements(results: Sequence[CheckResult], ours: Sequence[str] = ("triton",)) -> list[tuple]:
+    """The rows a GPU gate should reject: any failure, any of ``ours`` not confirmed within the upstream
+    tolerance of the baseline, and any baseline (kind official/library) that itself did not pass."""
+    bad = []
+    for r in results:
+        if r.failed or (r.impl in ours and r.baseline_ok is not True) or (r.impl not in ours and r.status != "pass"):
+            bad.append((r.impl, r.config, r.dtype, r.status, r.rel_err, r.baseline_max_abs, r.message))
+    return bad

@@ -13,7 +13,7 @@ from ssmscope import kernels
 from ssmscope.kernels.causal_conv1d.ref import causal_conv1d as ref_prefill
 from ssmscope.kernels.causal_conv1d_update import ConvUpdateShape, official_supports
 from ssmscope.kernels.causal_conv1d_update.ref import causal_conv1d_update as ref_update
-from ssmscope.kernels.check import check, check_one
+from ssmscope.kernels.check import check, check_one, disagreements
 from ssmscope.kernels.op import Impl, ShapeError, Unavailable
 
 OP = kernels.get("causal_conv1d_update")
@@ -197,17 +197,12 @@ def test_official_limits():
 
 
 # ---------------------------------------------------------------------------------------------- GPU
-def _gpu_failures(results):
-    return [(r.impl, r.config, r.dtype, r.status, r.errors, r.baseline_max_abs, r.message) for r in results
-            if r.failed or r.status != "pass" or r.errors.get("conv_state") != 0.0
-            or (r.impl == "triton" and r.baseline_ok is not True)]
-
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("grid", ["upstream", "paper", "small"])
 def test_ours_matches_official(grid):
     results = list(check(OP, ["triton", "official"], grid=grid, device="cuda", seed=0))
-    assert not _gpu_failures(results)
+    assert not disagreements(results)
 
 
 @pytest.mark.gpu

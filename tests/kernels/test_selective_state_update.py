@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ssmscope import kernels
-from ssmscope.kernels.check import check, check_one, clone_inputs
+from ssmscope.kernels.check import check, check_one, clone_inputs, disagreements
 from ssmscope.kernels.op import Impl, ShapeError, Unavailable
 from ssmscope.kernels.selective_state_update import StateUpdateShape, official_supports
 from ssmscope.kernels.selective_state_update.ref import selective_state_update as ref_step
@@ -260,24 +260,19 @@ def test_official_unavailable_on_cpu_with_reason():
 
 
 # ---------------------------------------------------------------------------------------------- GPU
-def _gpu_failures(results):
-    return [(r.impl, r.config, r.dtype, r.status, r.errors, r.baseline_max_abs, r.message) for r in results
-            if r.failed or (r.impl == "triton" and r.baseline_ok is not True)
-            or (r.impl == "official" and r.status != "pass")]
-
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
 def test_ours_matches_official_on_upstream_grid(dtype):
     configs = [c for c in OP.grid("upstream") if c["dtype"] == dtype]
     results = list(check(OP, ["triton", "official"], configs=configs, device="cuda", seed=0))
-    assert not _gpu_failures(results)
+    assert not disagreements(results)
 
 
 @pytest.mark.gpu
 def test_ours_matches_official_on_paper_grid():
     results = list(check(OP, ["triton", "official"], grid="paper", device="cuda", seed=0))
-    assert not _gpu_failures(results)
+    assert not disagreements(results)
 
 
 @pytest.mark.gpu

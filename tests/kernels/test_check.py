@@ -1,0 +1,42 @@
+"""The correctness checker itself: relative error, poisoning, summaries and the GPU gate's verdicts."""
+import torch
+
+from ssmscope.kernels.check import (CheckResult, clone_keep_broadcast, disagreements, poisoned_allocations,
+                                    relative_error, summarize)
+
+
+def row(impl, status="pass", baseline_ok=None, rel_err=1e-3, dtype="bf16"):
+    return CheckResult(op="x", impl=impl, config="c", dtype=dtype, device="cuda", seed=0, status=status,
+                       rel_err=rel_err, tolerance=1e-2, baseline="official" if baseline_ok is not None else None,
+                       baseline_ok=baseline_ok)
+
+
+def test_relative_error_is_a_norm_ratio():
+    ref = torch.tensor([3.0, 4.0])
+    assert relative_error(torch.tensor([3.0, 4.5]), ref) == 0.5 / 5.0
+
+
+def test_poisoned_allocations_fill_fresh_memory_with_nan_and_restore():
+    with poisoned_allocations():
+        assert torch.isnan(torch.empty(64)).all()
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_clone_keeps_stride_zero_dims():
+    t = torch.randn(3)[:, None].expand(3, 5)
+    c = clone_keep_broadcast(t)
+    assert c.stride() == (1, 0) and torch.equal(c, t) and c.data_ptr() != t.data_ptr()
+
+
+def test_gate_rejects_failures_missing_agreement_and_a_failing_baseline():
+    ok = [row("triton", baseline_ok=True), row("official")]
+    assert disagreements(ok) == []
+    assert len(disagreements([row("triton", baseline_ok=False)])) == 1  # outside upstream tolerance
+    assert len(disagreements([row("triton")])) == 1                     # never compared with the baseline
+    assert len(disagreements([row("official", status="fail")])) == 1    # the baseline itself is off
+
+
+def test_summary_counts_by_status():
+    (s,) = summarize([row("triton", baseline_ok=True), row("triton", status="fail", baseline_ok=False, rel_err=5e-2)])
+    assert (s["pass"], s["fail"], s["max_rel_err"], s["within_upstream_tol"], s["compared_with_baseline"]) == \
+        (1, 1, 5e-2, 1, 2)
