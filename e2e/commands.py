@@ -40,3 +40,37 @@ def models_cmd(seqlen: int, phase: str, batch: int, as_json: bool) -> None:
         table.add_row(m["model"], m["family"], f"{m['params'] / 1e6:.0f}M" if m["params"] else "-", calls,
                       str(len(m["unconfirmed"])))
     Console().print(table)
+
+
+@e2e.command("memory")
+@click.argument("model")
+@click.option("--seqlen", default="1024,4096,16384,32768,65536", show_default=True,
+              help="Comma-separated prompt lengths.")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def memory_cmd(model: str, seqlen: str, batch: int, dtype: str, as_json: bool) -> None:
+    """Analytic memory of MODEL per prompt length: weights, KV cache, SSM/conv state, and logits."""
+    from .memory import memory_parts
+    from .models import get_model
+
+    try:
+        spec = get_model(model)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = [{"seqlen": int(s), **memory_parts(spec, int(s), batch=batch, dtype=dtype).as_dict()}
+            for s in seqlen.split(",")]
+    if as_json:
+        click.echo(json.dumps({"model": model, "batch": batch, "dtype": dtype, "rows": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{model}: analytic memory (GB), batch {batch}, {dtype}; activations and allocator "
+                        "overhead need a measurement")
+    cols = ("weights", "kv_cache", "ssm_state", "conv_state", "logits_all", "logits_last")
+    for col in ("L", *cols):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["seqlen"]), *(f"{r[c] / 1e9:.3g}" for c in cols))
+    Console().print(table)
