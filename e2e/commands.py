@@ -74,3 +74,59 @@ def memory_cmd(model: str, seqlen: str, batch: int, dtype: str, as_json: bool) -
     for r in rows:
         table.add_row(str(r["seqlen"]), *(f"{r[c] / 1e9:.3g}" for c in cols))
     Console().print(table)
+
+
+@e2e.command("run")
+@click.argument("model")
+@click.option("--seqlen", default="1024", show_default=True, help="Comma-separated prompt lengths.")
+@click.option("--gen", "gen_len", type=int, default=256, show_default=True, help="New tokens per generation.")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--layers", type=int, default=None, help="Build only the first N layers (quick runs).")
+@click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+@click.option("--attn", "attn_implementation", default="sdpa", show_default=True,
+              help="transformers attention implementation (sdpa | eager | flash_attention_2).")
+@click.option("--reps", type=int, default=3, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Append rows to OUT/e2e_rows.jsonl.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def run_cmd(model: str, seqlen: str, gen_len: int, batch: int, layers: int | None, device: str | None, dtype: str,
+            attn_implementation: str, reps: int, out: str | None, as_json: bool) -> None:
+    """TTFT, TPOT and peak memory of MODEL (random weights) over prompt lengths; one row per length."""
+    import torch
+
+    from .build import Unbuildable, attention_backend, build_model
+    from .models import get_model
+    from .run import measure_generation
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        spec = get_model(model)
+        net = build_model(spec, layers=layers, dtype=dtype, device=device, attn_implementation=attn_implementation)
+    except (ValueError, Unbuildable) as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = []
+    for length in (int(s) for s in seqlen.split(",")):
+        base = {"model": model, "layers": layers or "all", "device": device, "dtype": dtype,
+                "attn": attention_backend(net)}
+        try:
+            row = {**base, "status": "ok", **measure_generation(net, seqlen=length, gen_len=gen_len, batch=batch,
+                                                               reps=reps)}
+        except torch.cuda.OutOfMemoryError:
+            row = {**base, "status": "oom", "seqlen": length}
+            torch.cuda.empty_cache()
+        rows.append(row)
+        if out:
+            from pathlib import Path
+
+            Path(out).mkdir(parents=True, exist_ok=True)
+            with open(Path(out) / "e2e_rows.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        if r["status"] != "ok":
+            click.echo(f"{model} L={r['seqlen']}: {r['status']}")
+            continue
+        click.echo(f"{model} L={r['seqlen']} ({r['attn']}, {device}): TTFT {r['ttft_s'] * 1e3:.2f} ms, "
+                   f"TPOT {r['tpot_s'] * 1e3:.3f} ms, {r['decode_tokens_per_s']:.1f} tok/s decode")

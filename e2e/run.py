@@ -1,0 +1,48 @@
+"""Time generation end to end: TTFT (prefill + first token), TPOT (per decoded token), throughput, peak memory.
+
+Both go through ``model.generate`` (greedy, a fixed number of new tokens), the path users run: TTFT is one
+call with one new token, TPOT the extra time of ``gen_len`` tokens over that, divided by ``gen_len − 1``.
+Each is the median of ``reps`` runs after a warm-up run, synchronised on the GPU.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+
+
+def _generate_seconds(model, ids: torch.Tensor, new_tokens: int) -> float:
+    sync = torch.cuda.synchronize if ids.is_cuda else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                       pad_token_id=0)
+    sync()
+    return time.perf_counter() - start
+
+
+def measure_generation(model, *, seqlen: int, gen_len: int = 256, batch: int = 1, reps: int = 3,
+                       seed: int = 0) -> dict[str, Any]:
+    """TTFT, TPOT (seconds), decode tokens/s and peak memory of ``model`` on a synthetic prompt."""
+    if gen_len < 2:
+        raise ValueError("gen_len must be >= 2 to separate TPOT from TTFT")
+    device = next(model.parameters()).device
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (batch, seqlen), generator=gen).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _generate_seconds(model, ids, 2)  # warm-up: kernels, autotuning, allocator growth
+    ttft = statistics.median(_generate_seconds(model, ids, 1) for _ in range(reps))
+    total = statistics.median(_generate_seconds(model, ids, gen_len) for _ in range(reps))
+    tpot = max(total - ttft, 0.0) / (gen_len - 1)
+    row = {"seqlen": seqlen, "gen_len": gen_len, "batch": batch, "reps": reps, "ttft_s": ttft, "tpot_s": tpot,
+           "total_s": total, "decode_tokens_per_s": batch / tpot if tpot else None,
+           "e2e_tokens_per_s": batch * gen_len / total if total else None}
+    if device.type == "cuda":
+        row["peak_allocated_B"] = torch.cuda.max_memory_allocated(device)
+        row["peak_reserved_B"] = torch.cuda.max_memory_reserved(device)
+    return row

@@ -1,0 +1,42 @@
+"""Build the paper's models from config (random weights, a few layers) and time generation on the CPU."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ssmscope.cli import main
+from ssmscope.e2e.build import Unbuildable, attention_backend, build_model, hf_config
+from ssmscope.e2e.models import get_model
+from ssmscope.e2e.run import measure_generation
+
+TINY = dict(vocab_size=128)
+
+
+@pytest.mark.parametrize("name", ["mamba-130m", "mamba2-130m", "qwen2.5-0.5b", "falcon-h1-0.5b-base",
+                                  "gpt-neo-125m"])
+def test_build_and_time_a_one_layer_model(name):
+    model = build_model(get_model(name), layers=1, dtype="fp32", **TINY)
+    row = measure_generation(model, seqlen=16, gen_len=3, reps=1)
+    assert row["ttft_s"] > 0 and row["tpot_s"] >= 0 and row["seqlen"] == 16
+    assert attention_backend(model) in ("sdpa", "eager")  # GPT-Neo has no SDPA path: eager, recorded
+
+
+def test_layer_cut_keeps_an_attention_layer_in_zamba2():
+    config = hf_config(get_model("zamba2-1.2b"), layers=2)
+    assert config.num_hidden_layers == 2 and "hybrid" in config.layers_block_type
+
+
+def test_hymba_is_reported_not_built():
+    with pytest.raises(Unbuildable, match="remote code"):
+        hf_config(get_model("hymba-1.5b-base"))
+
+
+def test_run_command_writes_rows(tmp_path):
+    result = CliRunner().invoke(main, ["e2e", "run", "mamba-130m", "--layers", "1", "--device", "cpu", "--dtype",
+                                       "fp32", "--seqlen", "8,16", "--gen", "2", "--reps", "1", "--out",
+                                       str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "e2e_rows.jsonl").read_text().splitlines()]
+    assert [r["seqlen"] for r in rows] == [8, 16] and all(r["status"] == "ok" for r in rows)
+    bad = CliRunner().invoke(main, ["e2e", "run", "hymba-1.5b-base", "--device", "cpu"])
+    assert bad.exit_code != 0 and "remote code" in bad.output
