@@ -36,8 +36,10 @@ RULES: tuple[Rule, ...] = (
     # attention: FlashAttention, cuDNN SDPA, memory-efficient attention, our kernels
     _rule(r"flash_fwd|flash_attn|fmha|_sdpa_|sdpa_|efficient_attention|attention_fwd|decode_split|"
           r"flash_fprop", "attention", None),
-    # matrix products: cuBLAS(Lt) / CUTLASS names on Ampere…Hopper
-    _rule(r"nvjet|gemm|gemv|cutlass|xmma|cublas|s16816|s1688|matmul|wgmma", "gemm", None),
+    _rule(r"scaled_dot_product", "attention", None),  # torch's CPU op name for SDPA
+    # matrix products: cuBLAS(Lt) / CUTLASS names on Ampere…Hopper, and aten's CPU ops
+    _rule(r"nvjet|gemm|gemv|cutlass|xmma|cublas|s16816|s1688|matmul|wgmma|aten::(mm|addmm|bmm|linear)\b",
+          "gemm", None),
     _rule(r"layer_?norm|rms_?norm|group_?norm|batch_?norm", "normalization", None),
     _rule(r"silu|gelu|softplus|sigmoid|tanh|relu|swish|act_and_mul|softmax", "activation", None),
     _rule(r"copy|cat_?array|transpose|gather|scatter|index|embedding|fill|contiguous|reduce_?kernel.*sum|"

@@ -130,3 +130,50 @@ def run_cmd(model: str, seqlen: str, gen_len: int, batch: int, layers: int | Non
             continue
         click.echo(f"{model} L={r['seqlen']} ({r['attn']}, {device}): TTFT {r['ttft_s'] * 1e3:.2f} ms, "
                    f"TPOT {r['tpot_s'] * 1e3:.3f} ms, {r['decode_tokens_per_s']:.1f} tok/s decode")
+
+
+@e2e.command("breakdown")
+@click.argument("model")
+@click.option("--seqlen", type=int, default=4096, show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--layers", type=int, default=None, help="Build only the first N layers (quick runs).")
+@click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+@click.option("--roofline-device", default=None,
+              help="Device id for the floors (default: the GPU at hand, recognised; none on CPU).")
+@click.option("--trace", type=click.Path(dir_okay=False), default=None, help="Write the Chrome trace here.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def breakdown_cmd(model: str, seqlen: int, batch: int, layers: int | None, device: str | None, dtype: str,
+                  roofline_device: str | None, trace: str | None, as_json: bool) -> None:
+    """Operator breakdown of one prefill (device time per class), tied back to the kernel families."""
+    import torch
+
+    from .build import Unbuildable, build_model
+    from .models import get_model
+    from .profile import profile_prefill, tie_back
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        spec = get_model(model)
+        net = build_model(spec, layers=layers, dtype=dtype, device=device)
+    except (ValueError, Unbuildable) as exc:
+        raise click.ClickException(str(exc)) from None
+    result = profile_prefill(net, seqlen=seqlen, batch=batch, trace=trace)
+    if roofline_device is None and device == "cuda":
+        from ..roofline import match_device
+
+        roofline_device = match_device(torch.cuda.get_device_name()).id
+    if roofline_device and layers is None:
+        result["tie_back"] = tie_back(spec, result, roofline_device, dtype)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    click.echo(f"{model} prefill L={seqlen} on {device} ({result['time_source']}): "
+               f"{result['device_s'] * 1e3:.2f} ms in kernels, {result['wall_s'] * 1e3:.2f} ms wall")
+    for cls, share in sorted(result["shares"].items(), key=lambda kv: -kv[1]):
+        if share:
+            click.echo(f"  {cls:<14} {share:6.1%}  {result['classes'][cls] * 1e3:9.3f} ms")
+    for op, t in result.get("tie_back", {}).items():
+        gap = f"{t['floor_gap']:.1f}x its floor" if t["floor_gap"] else "no floor"
+        click.echo(f"  {op:<22} {t['share']:6.1%} of kernel time, {gap}, "
+                   f"Amdahl speed-up at the floor {t['amdahl_speedup'] or 1:.2f}x")

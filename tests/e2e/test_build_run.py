@@ -40,3 +40,26 @@ def test_run_command_writes_rows(tmp_path):
     assert [r["seqlen"] for r in rows] == [8, 16] and all(r["status"] == "ok" for r in rows)
     bad = CliRunner().invoke(main, ["e2e", "run", "hymba-1.5b-base", "--device", "cpu"])
     assert bad.exit_code != 0 and "remote code" in bad.output
+
+
+def test_breakdown_command_on_cpu(tmp_path):
+    trace = tmp_path / "trace.json"
+    result = CliRunner().invoke(main, ["e2e", "breakdown", "mamba2-130m", "--layers", "1", "--device", "cpu",
+                                       "--dtype", "fp32", "--seqlen", "32", "--trace", str(trace), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output[result.output.index("{"):])
+    assert payload["time_source"].startswith("aten") and payload["device_s"] > 0
+    assert abs(sum(payload["shares"].values()) - 1) < 1e-9 and payload["classes"]["gemm"] > 0
+    assert trace.stat().st_size > 0
+
+
+def test_tie_back_floors_and_amdahl():
+    from ssmscope.e2e.profile import tie_back
+    from ssmscope.roofline import place
+
+    spec = get_model("mamba-130m")
+    result = {"seqlen": 4096, "batch": 1, "device_s": 10e-3, "families": {"selective_scan": 6e-3}}
+    out = tie_back(spec, result, "rtx4090")["selective_scan"]
+    floor = 24 * place("selective_scan", dict(batch=1, dim=1536, dstate=16, seqlen=4096), "rtx4090").roofline.floor_s
+    assert out["floor_s"] == pytest.approx(floor) and out["share"] == pytest.approx(0.6)
+    assert out["amdahl_speedup"] == pytest.approx(10e-3 / (10e-3 - 6e-3 + min(floor, 6e-3)))
