@@ -78,7 +78,8 @@ def memory_cmd(model: str, seqlen: str, batch: int, dtype: str, as_json: bool) -
 
 @e2e.command("run")
 @click.argument("model")
-@click.option("--seqlen", default="1024", show_default=True, help="Comma-separated prompt lengths.")
+@click.option("--seqlen", default="1024", show_default=True,
+              help="Comma-separated prompt lengths, or 'paper' for the paper's schedule (1K…220K).")
 @click.option("--gen", "gen_len", type=int, default=256, show_default=True, help="New tokens per generation.")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--layers", type=int, default=None, help="Build only the first N layers (quick runs).")
@@ -104,8 +105,11 @@ def run_cmd(model: str, seqlen: str, gen_len: int, batch: int, layers: int | Non
         net = build_model(spec, layers=layers, dtype=dtype, device=device, attn_implementation=attn_implementation)
     except (ValueError, Unbuildable) as exc:
         raise click.ClickException(str(exc)) from None
+    from .frontier import paper_schedule
+
+    lengths = paper_schedule() if seqlen == "paper" else [int(s) for s in seqlen.split(",")]
     rows = []
-    for length in (int(s) for s in seqlen.split(",")):
+    for length in lengths:
         base = {"model": model, "layers": layers or "all", "device": device, "dtype": dtype,
                 "attn": attention_backend(net)}
         try:
@@ -177,3 +181,52 @@ def breakdown_cmd(model: str, seqlen: int, batch: int, layers: int | None, devic
         gap = f"{t['floor_gap']:.1f}x its floor" if t["floor_gap"] else "no floor"
         click.echo(f"  {op:<22} {t['share']:6.1%} of kernel time, {gap}, "
                    f"Amdahl speed-up at the floor {t['amdahl_speedup'] or 1:.2f}x")
+
+
+def _parse_bytes(text: str) -> float:
+    units = {"gib": 2**30, "gb": 1e9, "mib": 2**20, "mb": 1e6}
+    low = text.strip().lower()
+    for unit, scale in units.items():
+        if low.endswith(unit):
+            return float(low[: -len(unit)]) * scale
+    return float(low)
+
+
+@e2e.command("frontier")
+@click.argument("model")
+@click.option("--memory-budget", default="24GiB", show_default=True,
+              help="Cap this process's GPU memory to emulate a smaller GPU (24GiB: RTX 4090, 8GiB: Orin Nano).")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--layers", type=int, default=None, help="Build only the first N layers.")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def frontier_cmd(model: str, memory_budget: str, batch: int, layers: int | None, dtype: str, as_json: bool) -> None:
+    """The largest prefill of MODEL that fits the memory budget, and what dominates memory there."""
+    import torch
+
+    from .build import Unbuildable, build_model
+    from .frontier import cap_memory, largest_fitting, prefill_fits
+    from .memory import memory_parts
+    from .models import get_model
+
+    if not torch.cuda.is_available():
+        raise click.ClickException("the OOM frontier needs a CUDA GPU (it runs real prefills until one fails)")
+    budget = _parse_bytes(memory_budget)
+    try:
+        spec = get_model(model)
+        fraction = cap_memory(budget)
+        net = build_model(spec, layers=layers, dtype=dtype, device="cuda")
+    except (ValueError, Unbuildable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except torch.cuda.OutOfMemoryError:
+        raise click.ClickException(f"{model}: the weights alone exceed {memory_budget}") from None
+    frontier = largest_fitting(lambda n: prefill_fits(net, n, batch))
+    parts = memory_parts(spec, max(frontier, 1), batch=batch, dtype=dtype).as_dict() if layers is None else {}
+    dominant = max(parts, key=parts.get) if parts else None
+    row = {"model": model, "memory_budget_B": budget, "fraction": fraction, "batch": batch, "dtype": dtype,
+           "frontier_tokens": frontier, "memory_parts_at_frontier_B": parts, "dominant_part": dominant}
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+    else:
+        click.echo(f"{model}: largest prefill under {memory_budget} = {frontier} tokens"
+                   + (f"; largest analytic part there: {dominant} ({parts[dominant] / 1e9:.2f} GB)" if dominant else ""))
