@@ -45,4 +45,48 @@ def measure_generation(model, *, seqlen: int, gen_len: int = 256, batch: int = 1
     if device.type == "cuda":
         row["peak_allocated_B"] = torch.cuda.max_memory_allocated(device)
         row["peak_reserved_B"] = torch.cuda.max_memory_reserved(device)
+        row.update(measure_energy(lambda: _generate_seconds(model, ids, gen_len), device.index or 0))
     return row
+
+
+def measure_energy(work, gpu_index: int = 0) -> dict[str, Any]:
+    """Energy (J) and average power (W) of one call of ``work`` from NVML: the total-energy counter where the
+    GPU has one (Volta and newer), else power sampled every 10 ms; {} with a reason when NVML is missing."""
+    try:
+        import pynvml
+    except ImportError:
+        return {"energy_note": "nvidia-ml-py not installed"}
+    pynvml.nvmlInit()
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(gpu_index)
+        try:
+            before = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # mJ
+            seconds = work()
+            joules = (pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) - before) / 1e3
+            source = "nvml total energy counter"
+        except pynvml.NVMLError:
+            joules, seconds, source = _sampled_energy(pynvml, handle, work), None, "nvml power sampling (10 ms)"
+        result = {"energy_J": joules, "energy_source": source}
+        if seconds:
+            result["avg_power_W"] = joules / seconds
+        return result
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _sampled_energy(pynvml, handle, work) -> float:
+    import threading
+
+    samples, stop = [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append((time.perf_counter(), pynvml.nvmlDeviceGetPowerUsage(handle) / 1e3))
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    work()
+    stop.set()
+    thread.join()
+    return sum((t1 - t0) * p0 for (t0, p0), (t1, _) in zip(samples, samples[1:]))

@@ -63,3 +63,18 @@ def test_tie_back_floors_and_amdahl():
     floor = 24 * place("selective_scan", dict(batch=1, dim=1536, dstate=16, seqlen=4096), "rtx4090").roofline.floor_s
     assert out["floor_s"] == pytest.approx(floor) and out["share"] == pytest.approx(0.6)
     assert out["amdahl_speedup"] == pytest.approx(10e-3 / (10e-3 - 6e-3 + min(floor, 6e-3)))
+
+
+def test_energy_from_the_nvml_counter_with_a_stand_in(monkeypatch):
+    import sys
+    import types
+
+    from ssmscope.e2e.run import measure_energy
+
+    counter = iter([1_000_000, 1_250_000])  # mJ before / after: 250 J
+    fake = types.SimpleNamespace(NVMLError=RuntimeError, nvmlInit=lambda: None, nvmlShutdown=lambda: None,
+                                 nvmlDeviceGetHandleByIndex=lambda i: i,
+                                 nvmlDeviceGetTotalEnergyConsumption=lambda h: next(counter))
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    result = measure_energy(lambda: 0.5)
+    assert result == {"energy_J": 250.0, "energy_source": "nvml total energy counter", "avg_power_W": 500.0}
