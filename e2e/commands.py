@@ -230,3 +230,22 @@ def frontier_cmd(model: str, memory_budget: str, batch: int, layers: int | None,
     else:
         click.echo(f"{model}: largest prefill under {memory_budget} = {frontier} tokens"
                    + (f"; largest analytic part there: {dominant} ({parts[dominant] / 1e9:.2f} GB)" if dominant else ""))
+
+
+@e2e.command("plot")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--memory-models", default="qwen2.5-0.5b,mamba2-780m,falcon-h1-0.5b-base,mamba-790m,zamba2-1.2b",
+              show_default=True, help="Models for the stacked memory bars.")
+@click.option("--memory-seqlen", type=int, default=32768, show_default=True)
+def plot_cmd(run_dir: str, memory_models: str, memory_seqlen: int) -> None:
+    """TTFT/TPOT against length from RUN_DIR/e2e_rows.jsonl, and stacked memory bars; PNG and SVG."""
+    from .plots import load_rows, plot_latency, plot_memory
+
+    paths = []
+    try:
+        paths += plot_latency(load_rows(run_dir), run_dir)
+    except FileNotFoundError as exc:
+        click.echo(f"latency: skipped ({exc})")
+    paths += plot_memory(memory_models.split(","), memory_seqlen, run_dir)
+    for p in paths:
+        click.echo(str(p))

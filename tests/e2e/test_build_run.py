@@ -78,3 +78,14 @@ def test_energy_from_the_nvml_counter_with_a_stand_in(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     result = measure_energy(lambda: 0.5)
     assert result == {"energy_J": 250.0, "energy_source": "nvml total energy counter", "avg_power_W": 500.0}
+
+
+def test_plots_render(tmp_path):
+    rows = [{"model": m, "status": "ok", "seqlen": n, "ttft_s": n * k, "tpot_s": 1e-3 + n * k / 100}
+            for m, k in (("qwen2.5-0.5b", 2e-6), ("mamba2-780m", 1e-6)) for n in (1024, 4096, 16384)]
+    (tmp_path / "e2e_rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    result = CliRunner().invoke(main, ["e2e", "plot", str(tmp_path), "--memory-seqlen", "4096"])
+    assert result.exit_code == 0, result.output
+    for name in ("latency.png", "latency.svg", "memory_L4096.png", "memory_L4096.svg"):
+        data = (tmp_path / name).read_bytes()
+        assert len(data) > 5000 and (data[:4] == b"\x89PNG" or b"<svg" in data[:400])
