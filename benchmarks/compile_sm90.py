@@ -1,9 +1,9 @@
-"""Compile our Triton kernels for sm_90 on a machine without a GPU and report registers, spills and shared memory.
+"""Compile our Triton kernels for sm_90 on a machine without a GPU: compile errors and shared memory per config.
 
 Each op's launcher runs as usual on CPU tensors, but every ``@triton.jit`` kernel it launches is intercepted:
 the launch's arguments become a signature and constexprs, and ``triton.compile`` builds the kernel for the
-H100 (frontend + ptxas) instead of running it. This catches compile errors and register spills before any
-device time is spent.
+H100 (frontend + ptxas) instead of running it. This catches compile errors before any device time is spent.
+Registers and spills are read when the kernel is loaded, which needs a driver: they print as None here.
 
     python benchmarks/compile_sm90.py [--grid upstream|paper|small] [--per-op 6] [OP ...]
 """
