@@ -239,19 +239,26 @@ def _label_ceilings(ax, labels, taken: list) -> None:
     y0, y1 = ax.get_ylim()
     peak = max((v for kind, _, v, _ in labels if kind == "flat"), default=y1)
     for kind, _name, value, text in labels:
-        if kind == "flat":  # right end above the line, else below it, else just right of its knee
+        if kind == "flat":  # right end, middle or just right of the knee; above or below the line
             knee = value / labels[0][2] if labels[0][0] == "slope" else x0
             mid = math.sqrt(max(knee, x0) * x1)
-            spots = ((x1 / 1.15, value * 1.08, "right", "bottom"), (x1 / 1.15, value / 1.08, "right", "top"),
-                     (mid, value * 1.08, "center", "bottom"), (mid, value / 1.08, "center", "top"),
-                     (knee * 1.6, value * 1.08, "left", "bottom"), (knee * 1.6, value / 1.08, "left", "top"))
-            for i, (x, y, ha, va) in enumerate(spots):
+            spots = [(x, value * f, ha, "bottom" if f > 1 else "top")
+                     for f in (1.08, 1 / 1.08, 1.35, 1 / 1.35)
+                     for x, ha in ((x1 / 1.15, "right"), (mid, "center"), (knee * 1.6, "left"))]
+            best = None  # (overlaps, text, box): the first clear spot, else the least crowded one
+            for x, y, ha, va in spots:
                 t = ax.text(x, y, text, fontsize=7.5, ha=ha, va=va, color=CEILING_COLOR)
                 box = t.get_window_extent(renderer)
-                if not any(box.overlaps(o) for o in taken) or i == len(spots) - 1:
-                    taken.append(box)
+                hits = sum(box.overlaps(o) for o in taken)
+                if best is None or hits < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (hits, t, box)
+                else:
+                    t.remove()
+                if hits == 0:
                     break
-                t.remove()
+            taken.append(best[2])
             continue
         x_in, x_knee = max(x0, y0 / value), min(x1, peak / value)
         if x_knee <= x_in:
