@@ -1,7 +1,10 @@
 """The paper's prefill-length schedule and the OOM frontier (the largest prefill that fits a memory budget)."""
 from __future__ import annotations
 
-from typing import Callable
+import gc
+from typing import Any, Callable
+
+from .build import Built
 
 K = 1024
 
@@ -21,6 +24,28 @@ def paper_schedule(max_len: int = 220 * K) -> list[int]:
         lengths.append(n)
         n += 16 * K
     return lengths
+
+
+def parse_lengths(text: str) -> list[int]:
+    """"1024,4096" -> [1024, 4096]; "paper" -> the paper's schedule; "paper:64K" -> that schedule up to 64K."""
+    text = text.strip().lower()
+    if text.startswith("paper"):
+        _, _, cap = text.partition(":")
+        return paper_schedule(parse_tokens(cap)) if cap else paper_schedule()
+    lengths = [parse_tokens(part) for part in text.split(",") if part.strip()]
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"lengths must be positive integers (or 'paper'), got {text!r}")
+    return lengths
+
+
+def parse_tokens(text: str) -> int:
+    """"4096" / "4K" (×1024) / "1M" (×1024²) -> tokens."""
+    text = text.strip().lower()
+    scale = {"k": K, "m": K * K}.get(text[-1:], 1)
+    try:
+        return int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError:
+        raise ValueError(f"not a length: {text!r} (use e.g. 4096 or 4K)") from None
 
 
 def largest_fitting(fits: Callable[[int], bool], start: int = K, limit: int = 1 << 20, step: int = 256) -> int:
@@ -48,30 +73,75 @@ def largest_fitting(fits: Callable[[int], bool], start: int = K, limit: int = 1 
     return good
 
 
-def prefill_fits(model, seqlen: int, batch: int = 1) -> bool:
-    """One prefill forward at ``seqlen`` on the model's GPU; False on CUDA out-of-memory."""
+def is_oom(exc: BaseException) -> bool:
+    """CUDA out-of-memory, whether torch raised it as such or a library (cuBLAS, Triton) as a RuntimeError."""
     import torch
 
-    device = next(model.parameters()).device
-    ids = torch.randint(0, model.config.vocab_size, (batch, seqlen), device=device)
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in str(exc).lower() or "ALLOC_FAILED" in str(exc)))
+
+
+def prefill_fits(built: Built, seqlen: int, batch: int = 1, logits: str = "last") -> bool:
+    """One prefill that fills the cache at ``seqlen`` on the model's GPU; False on out-of-memory."""
+    import torch
+
     try:
-        with torch.no_grad():
-            model(ids, logits_to_keep=1)
-        torch.cuda.synchronize(device)
+        out = built.prefill(built.prompt(seqlen, batch), logits=logits)
+        torch.cuda.synchronize()
+        del out
         return True
-    except torch.cuda.OutOfMemoryError:
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory is an answer; anything else propagates
+        if not is_oom(exc):
+            raise
         return False
     finally:
-        del ids
+        gc.collect()
         torch.cuda.empty_cache()
 
 
-def cap_memory(budget_bytes: float, device: int = 0) -> float:
-    """Emulate a smaller GPU (24 GiB for an RTX 4090, 8 GiB for an Orin Nano) by capping this process's
-    share of the device's memory; returns the fraction set."""
+def cap_memory(budget_bytes: float, device: int = 0) -> dict[str, Any]:
+    """Emulate a smaller GPU (24 GiB for an RTX 4090, 8 GiB for an Orin Nano) by capping this process's share
+    of the device's memory (torch.cuda.set_per_process_memory_fraction); returns the cap set."""
     import torch
 
     total = torch.cuda.get_device_properties(device).total_memory
+    if budget_bytes <= 0:
+        raise ValueError(f"memory budget must be positive, got {budget_bytes}")
     fraction = min(1.0, budget_bytes / total)
     torch.cuda.set_per_process_memory_fraction(fraction, device)
-    return fraction
+    return {"memory_budget_B": budget_bytes, "device_total_B": total, "fraction": fraction}
+
+
+def parse_bytes(text: str) -> float:
+    """"24GiB" / "8GB" / "512MiB" / "1e9" -> bytes."""
+    units = {"gib": 2**30, "gb": 1e9, "mib": 2**20, "mb": 1e6, "kib": 2**10, "kb": 1e3}
+    low = text.strip().lower()
+    for unit, scale in units.items():
+        if low.endswith(unit):
+            return float(low[: -len(unit)]) * scale
+    try:
+        return float(low)
+    except ValueError:
+        raise ValueError(f"not a memory size: {text!r} (use e.g. 24GiB)") from None
+
+
+def find_frontier(built: Built, batch: int = 1, logits: str = "last", start: int = K, limit: int = 1 << 20,
+                  step: int = 256) -> dict[str, Any]:
+    """The largest prefill of ``built`` that fits (doubling, then bisection to ``step`` tokens), and the measured
+    memory breakdown at that length: what dominates there (weights, cache, logits or activations)."""
+    from .memory import measure_memory
+
+    tried: list[tuple[int, bool]] = []
+
+    def fits(n: int) -> bool:
+        ok = prefill_fits(built, n, batch, logits)
+        tried.append((n, ok))
+        return ok
+
+    n = largest_fitting(fits, start=start, limit=limit, step=step)
+    row: dict[str, Any] = {"frontier_tokens": n, "batch": batch, "logits_mode": logits, "probes": tried,
+                           "hit_limit": n == limit}
+    if n:
+        at = measure_memory(built, n, batch, logits)
+        row.update(memory_at_frontier=at, dominant=at["dominant"])
+    return row
