@@ -63,9 +63,11 @@ def ncu_args(run_dir: str | Path, *, ncu: str = "ncu", metrics: Sequence[str] | 
 def build_command(op: str, bench_args: Sequence[str], run_dir: str | Path, *, ncu: str = "ncu",
                   python: str | None = None, metrics: Sequence[str] | None = None, full: bool = False,
                   report: bool = False) -> list[str]:
-    """The ncu command line that profiles ``ssmscope bench OP <bench_args> --profile --out RUN``."""
+    """The ncu command line that profiles ``ssmscope bench OP <bench_args> --profile --out RUN``; with
+    ``--config`` among the bench arguments the sweep file names the ops, so OP is left out."""
+    target = [] if "--config" in bench_args or op == "config" else [op]
     return ncu_args(run_dir, ncu=ncu, metrics=metrics, full=full, report=report) + [
-        python or sys.executable, "-m", "ssmscope", "bench", op, *bench_args, "--profile", "--out", str(run_dir)]
+        python or sys.executable, "-m", "ssmscope", "bench", *target, *bench_args, "--profile", "--out", str(run_dir)]
 
 
 def export_command(ncu: str, run_dir: str | Path) -> list[str]:

@@ -67,13 +67,14 @@ def collect(op_name: str, run_dir: Path | None, ncu_path: str | None, ncu_metric
             full_set: bool, save_report: bool, dry_run: bool, bench_args: tuple[str, ...]) -> None:
     """Profile `ssmscope bench OP [bench flags] --profile` under ncu and attribute kernels to points.
 
-    Every flag that is not one of the options below goes to `ssmscope bench` unchanged. Writes
+    OP is an op name, `all`, or `config` with `--config sweep.yaml` (the sweep file names the ops). Every flag that is not one of the options below goes to `ssmscope bench` unchanged. Writes
     RUN/ncu_raw.csv, RUN/ncu_points.jsonl (one record per op x impl x config) and RUN/ncu_meta.json.
     """
     from ..kernels import names
 
-    if op_name not in names():
-        raise click.BadParameter(f"unknown op {op_name!r}; ops are {', '.join(names())}", param_hint="OP")
+    if op_name not in ("all", "config", *names()):
+        raise click.BadParameter(f"unknown op {op_name!r}; ops are all, config (with --config FILE), "
+                                 f"{', '.join(names())}", param_hint="OP")
     run_dir = run_dir or Path("runs") / f"ncu-{op_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = ncu_metrics.split(",") if ncu_metrics else None
     cc = _arch(ncu_arch)
@@ -111,6 +112,35 @@ def parse(file: Path, rows_path: Path | None, as_json: bool) -> None:
     _print_points(points)
     if outside:
         click.echo(f"{len(outside)} kernels ran outside any 'ssmscope' NVTX range (see --json)")
+
+
+@ncu.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def fidelity(run_dir: Path, as_json: bool) -> None:
+    """Our timer against ncu's gpu__time_duration for the points RUN both timed and profiled; writes
+    RUN/fidelity.jsonl. Expect a ratio near 1 for single-kernel points over ~50 µs."""
+    import statistics
+
+    from ..microbench.fidelity import compare_with_ncu
+
+    try:
+        records = compare_with_ncu(run_dir)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    with open(run_dir / "fidelity.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    for r in records:
+        click.echo(f"{r['op']:<24} {r['impl']:<9} {r['config_id']:<48} ours {r['device_ms'] * 1e3:9.1f} µs  "
+                   f"ncu {r['ncu_ms'] * 1e3:9.1f} µs  ratio {r['ratio']:.3f}  kernels {r['n_kernels']}")
+    single = [r["ratio"] for r in records if r["n_kernels"] == 1 and r["ncu_ms"] >= 0.05]
+    if single:
+        click.echo(f"single-kernel points >= 50 µs: {len(single)}, median ratio {statistics.median(single):.3f}, "
+                   f"range {min(single):.3f}-{max(single):.3f}")
+    click.echo(f"{len(records)} point(s) -> {run_dir / 'fidelity.jsonl'}")
 
 
 # --------------------------------------------------------------------------------------------------

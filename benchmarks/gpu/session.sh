@@ -2,7 +2,8 @@
 # One call on the GPU machine: install the official kernels from the carried wheels, make this checkout
 # importable as `ssmscope`, then run the named phases. Everything lands in $OUT/<phase>/ and is packed
 # into $OUT/results.tgz (the device tool returns at most 8 files).
-#   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] bash benchmarks/gpu/session.sh env gputests check bench calibrate ncu
+#   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] [MODELS=...] bash benchmarks/gpu/session.sh \
+#          env gputests check bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
 # Lesson (2026-11-22): a call killed at its limit returns only what is under $OUT, so every phase is
 # time-limited and the results are packed after each one. Official SSD autotuning and Triton compiles of
 # many flag variants take minutes: give `check ssd` and the scan grids their own calls or a --where.
@@ -35,12 +36,29 @@ for phase in "$@"; do
       for op in ${OPS:-selective_scan causal_conv1d ssd attention selective_state_update causal_conv1d_update attention_decode}; do
         run_phase "check_$op" $SSM check "$op" --grid ${GRID:-upstream} --seed 2026 --save "$RES/check_$op.jsonl"
       done ;;
-    bench)
-      run_phase bench $SSM bench all --out "$RES/bench" ;;
+    bench)      # the default sweep: every family at the paper's shapes, all implementations
+      run_phase bench $SSM bench all --grid paper --budget ${BUDGET:-0.3} --peaks h100-sxm --resume --csv --out "$RES/paper" ;;
+    targets)    # issue 7's shapes (36 points), timed, then profiled under ncu into the same run, then the timer check
+      run_phase targets $SSM bench --config benchmarks/sweeps/h100_targets.yaml --peaks h100-sxm --resume --csv --out "$RES/targets" ;;
+    ncu_targets)
+      run_phase ncu_targets $SSM ncu collect config --config benchmarks/sweeps/h100_targets.yaml --out "$RES/targets"
+      run_phase fidelity $SSM ncu fidelity "$RES/targets" ;;
     calibrate)
       run_phase calibrate $SSM roofline calibrate --out "$RES/h100-sxm@measured.yaml" ;;
-    ncu)
-      run_phase ncu $SSM ncu all --grid quick --out "$RES/ncu" ;;
+    ncu)        # every family and decode step, all implementations, at the quick grid
+      run_phase ncu $SSM ncu collect all --grid quick --out "$RES/ncu" ;;
+    e2e)        # MODELS over LENGTHS: TTFT/TPOT/memory/energy, then the prefill breakdown and the 24 GiB frontier
+      for m in ${MODELS:-qwen2.5-0.5b mamba2-780m falcon-h1-0.5b-base}; do
+        run_phase "e2e_run_$m" $SSM e2e run "$m" --seqlen ${LENGTHS:-1k,2k,4k,8k,16k,32k} --gen ${GEN:-128} --reps 2 --out "$RES/e2e"
+      done ;;
+    e2e_breakdown)
+      for m in ${MODELS:-qwen2.5-0.5b mamba2-780m falcon-h1-0.5b-base}; do
+        run_phase "e2e_breakdown_$m" $SSM e2e breakdown "$m" --seqlen ${BREAKDOWN_LENGTHS:-4096,16384} --roofline-device h100-sxm --out "$RES/e2e"
+      done ;;
+    e2e_frontier)
+      for m in ${MODELS:-qwen2.5-0.5b mamba2-780m falcon-h1-0.5b-base}; do
+        run_phase "e2e_frontier_$m" $SSM e2e frontier "$m" --memory-budget ${BUDGET_MEM:-24GiB} --out "$RES/e2e"
+      done ;;
     *)
       echo "unknown phase $phase" ;;
   esac

@@ -65,3 +65,22 @@ def test_compare_with_ncu_joins_on_the_point(tmp_path):
     conv, ssd = compare_with_ncu(tmp_path)
     assert conv["ratio"] == pytest.approx(0.150 / 0.148) and conv["ncu_sm_clock_mhz"] == pytest.approx(1980)
     assert ssd["n_kernels"] == 5 and ssd["ratio"] == pytest.approx(0.068 / 0.060)
+
+
+def test_fidelity_command_writes_the_join(tmp_path):
+    from click.testing import CliRunner
+
+    from ssmscope.cli import main
+
+    row = {"op": "causal_conv1d", "impl": "official", "config_id": "B1-D1536-L65536-W4-bf16", "mode": "time",
+           "status": "ok", "device_ms": 0.150}
+    point = {"op": "causal_conv1d", "impl": "official", "config_id": "B1-D1536-L65536-W4-bf16",
+             "gpu_time_ns": 120_000, "n_kernels": 1}
+    (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    missing = CliRunner().invoke(main, ["ncu", "fidelity", str(tmp_path)])
+    assert missing.exit_code == 1 and "ncu_points.jsonl" in missing.output
+    (tmp_path / "ncu_points.jsonl").write_text(json.dumps(point) + "\n")
+    result = CliRunner().invoke(main, ["ncu", "fidelity", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "ratio 1.250" in result.output and "median ratio 1.250" in result.output
+    assert json.loads((tmp_path / "fidelity.jsonl").read_text())["ratio"] == pytest.approx(1.25)

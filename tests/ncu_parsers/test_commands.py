@@ -71,6 +71,8 @@ def test_build_command():
     assert full[10:16] == ["--set", "full", "--export", "r/profile.ncu-rep", "--force-overwrite", "py"]
     assert "--csv" not in full
     assert build_command("ssd", [], "r")[5] == ",".join(metric_set())
+    swept = build_command("config", ["--config", "s.yaml"], "r", ncu="ncu", python="py", metrics=["a.sum"])
+    assert swept[-8:] == ["-m", "ssmscope", "bench", "--config", "s.yaml", "--profile", "--out", "r"]
 
 
 def test_collect_dry_run_falls_through_to_collect(tmp_path):
