@@ -12,7 +12,7 @@ OUT=${OUT:-/tmp/ssmscope-out}
 RES=/tmp/results; mkdir -p "$RES" "$OUT"
 export PYTHONUNBUFFERED=1
 
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devwheels/*.whl || exit 1
+[ -d /tmp/site/mamba_ssm ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devwheels/*.whl || exit 1
 mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/ssmscope
 export PYTHONPATH=/tmp/pkg:/tmp/site
 SSM="python3 -m ssmscope"
