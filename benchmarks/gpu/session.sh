@@ -21,7 +21,7 @@ run_phase() {  # name, command...: log to $RES/<name>.log under a time limit, ke
   # and re-pack $OUT/results.tgz after every phase so a later timeout loses nothing already measured.
   local name=$1; shift
   echo "=== $name (limit ${PHASE_LIMIT:-240} s): $*"; local t0=$SECONDS
-  timeout "${PHASE_LIMIT:-240}" "$@" > "$RES/$name.log" 2>&1; local rc=$?
+  timeout -s INT -k 20 "${PHASE_LIMIT:-240}" "$@" > "$RES/$name.log" 2>&1; local rc=$?
   echo "=== $name rc=$rc in $((SECONDS - t0)) s"; tail -n 25 "$RES/$name.log"
   tar -czf "$OUT/results.tgz" -C /tmp results
 }
