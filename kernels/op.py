@@ -145,7 +145,7 @@ class Impl:
 
     target:   ``"ssmscope.kernels.selective_scan.official:selective_scan"`` — imported on first use, so
               that an uninstalled official package shows up as a reason, not an import error.
-    kind:     reference | ours | official | library.
+    kind:     reference | ours | previous (an earlier version of ours, run only when named) | official | library.
     needs_cuda: cannot run on the CPU (official CUDA kernels, SDPA's fused backends).
     supports: optional ``(shape, dtype_name) -> reason | None`` for limits beyond the op's own
               (e.g. the official scan's dstate <= 256).

@@ -107,7 +107,8 @@ def resolve_ops(ops: str | Op | Sequence[str | Op]) -> list[Op]:
 def select_impls(op: Op, impls: Sequence[str] | None, *, several_ops: bool, baseline: str | None) -> list[str]:
     """The impls to run for ``op``, the baseline first (its time is the speedup's numerator).
 
-    Default: every impl but the reference. With several ops, names an op lacks are skipped; with one op,
+    Default: every impl but the reference and earlier versions of ours (kind ``previous``, kept so that a
+    sweep naming them can compare versions). With several ops, names an op lacks are skipped; with one op,
     an unknown name is an error listing the op's impls.
     """
     if impls:
@@ -116,7 +117,7 @@ def select_impls(op: Op, impls: Sequence[str] | None, *, several_ops: bool, base
             raise SweepError(f"{op.name}: unknown impl(s) {', '.join(unknown)}; impls are {', '.join(op.impls)}")
         names = [i for i in impls if i in op.impls]
     else:
-        names = [i for i in op.impls if i != op.reference]
+        names = [i for i, impl in op.impls.items() if i != op.reference and impl.kind != "previous"]
     base = baseline or op.baseline
     return sorted(names, key=lambda n: n != base)  # stable: the baseline first, the rest in order
 
