@@ -202,6 +202,19 @@ def _clock_hz(dev: torch.device) -> float:
     return float(khz) * 1e3 if khz else 2.5e9
 
 
+def _release_rng_from_capture(dev: torch.device) -> None:
+    """After a failed capture the default CUDA generator still believes it is capturing (PyTorch runs the
+    generator's capture epilogue only when capture_end succeeds), and every later random op on the device fails
+    with 'Offset increment outside graph capture'. Give it a fresh state carrying the same seed and offset."""
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    gen = torch.cuda.default_generators[index]
+    if not hasattr(gen, "graphsafe_set_state"):
+        return
+    fresh = torch.Generator(device=torch.device("cuda", index))
+    fresh.set_state(gen.get_state())
+    gen.graphsafe_set_state(fresh)
+
+
 class _CudaRunner:
     """Holds what one timing needs on the GPU: the flush, the spin, the graph (or eager fallback)."""
 
@@ -234,6 +247,7 @@ class _CudaRunner:
         except Exception as exc:  # capture is an optimization; the eager path measures the same work
             # torch.cuda.graph's __exit__ skips restoring the stream when capture_end raises: restore it here.
             torch.cuda.set_stream(stream)
+            _release_rng_from_capture(self.dev)
             self.graph, self.calls = None, 1
             self.note = f"graph capture failed ({type(exc).__name__}: {_first_line(exc)}); timed eager launches"
             torch.cuda.synchronize(self.dev)

@@ -30,6 +30,8 @@ for phase in "$@"; do
   case $phase in
     env)
       run_phase env bash -c "nvidia-smi; python3 -c 'import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name())'; $SSM ops" ;;
+    probe)
+      run_phase probe python3 benchmarks/gpu/probe_copy.py ;;
     gputests)
       run_phase gputests python3 -m pytest -q -m gpu -p no:cacheprovider ${GPUTESTS:-tests} ;;
     check)

@@ -88,12 +88,15 @@ def test_bad_arguments():
 # GPU
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.gpu
-def test_graph_replay_and_events_agree_on_a_large_copy():
-    """A 512 MiB device copy is long enough that launch gaps do not matter: both timers must agree."""
+def test_graph_replay_and_events_agree_on_a_large_kernel():
+    """A 512 MiB elementwise kernel is long enough that launch gaps do not matter: both timers must agree.
+    (Not a plain ``copy_``: captured into a graph, a device-to-device memcpy becomes a copy-engine node, which
+    on the H100 ran 22% slower than the SM copy kernel launched eagerly — 0.442 vs 0.361 ms, 2026-11-22.)"""
     src = torch.randn(128 << 20, device="cuda")
     dst = torch.empty_like(src)
-    graph = time_callable(lambda: dst.copy_(src), device="cuda", cache="warm", budget_s=0.5)
-    events = time_callable(lambda: dst.copy_(src), device="cuda", cache="warm", budget_s=0.5, use_graph=False)
+    graph = time_callable(lambda: torch.mul(src, 2.0, out=dst), device="cuda", cache="warm", budget_s=0.5)
+    events = time_callable(lambda: torch.mul(src, 2.0, out=dst), device="cuda", cache="warm", budget_s=0.5,
+                           use_graph=False)
     assert graph.timer == "cuda_graph" and events.timer == "events"
     assert graph.median_ms == pytest.approx(events.median_ms, rel=0.05)
     gbps = 2 * src.numel() * 4 / (graph.median_ms * 1e-3) / 1e9
@@ -121,3 +124,4 @@ def test_capture_failure_falls_back_to_events():
     t = time_callable(lambda: (x * 2).sum().item(), device="cuda", cache="warm", budget_s=0.2)
     assert t.timer == "events" and "graph capture failed" in t.note
     assert torch.cuda.current_stream() == torch.cuda.default_stream()  # the capture stream was restored
+    assert torch.randn(8, device="cuda").isfinite().all()  # and the RNG left capture mode
