@@ -75,6 +75,17 @@ def intercept(module) -> list:
     return results
 
 
+# Configs compiled in addition to the grid's: (op, shape, dtype, launcher kwargs). ssd: the paper shape at
+# B1 L16K H48 (seqlen capped like the grid's) with a forced sequence split, so the segment kernel compiles too.
+EXTRA = {"ssd": [(dict(batch=1, seqlen=16384, nheads=48, headdim=64, dstate=128, ngroups=1, chunk_size=256,
+                       final_states=True), "bf16", {"segment_len": 64})],
+         # selective_scan: forced sequence split (state, carry and output passes), N16 and N64.
+         "selective_scan": [(dict(batch=1, dim=1536, dstate=16, seqlen=256), "bf16", {"num_segments": 4}),
+                            (dict(batch=1, dim=1536, dstate=64, seqlen=256), "bf16", {"num_segments": 2}),
+                            (dict(batch=2, dim=64, dstate=16, seqlen=256, groups=2), "fp32",
+                             {"num_segments": 2, "chunk": 8})]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ops", nargs="*", default=kernels.names())
@@ -88,13 +99,15 @@ def main() -> int:
         results = intercept(module)
         grid = op.grid(args.grid)
         step = max(1, len(grid) // args.per_op)
-        for config in grid[::step][: args.per_op]:
+        configs = [(c, {}) for c in grid[::step][: args.per_op]]
+        configs += [(dict(shape, dtype=dtype), extra) for shape, dtype, extra in EXTRA.get(op_name, [])]
+        for config, extra in configs:
             shape, dtype = op.split_config(config)
             small = {f: (min(v, 256) if f in ("seqlen",) else v) for f, v in shape.params().items()}
             kw = op.make_inputs(dtype=dtype, device="cpu", seed=0, **small)
             before = len(results)
             try:
-                op.impls["triton"].load()(**kw)
+                op.impls["triton"].load()(**kw, **extra)
             except Exception as exc:  # the launcher itself rejected the config
                 print(f"{op_name:24} {shape.label():44} {dtype:5} launcher: {type(exc).__name__}: {exc}")
                 failures += 1

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable
 
 import click
@@ -150,8 +151,10 @@ def memory_cmd(model: str, seqlen: str, batch: int, dtype: str, backend: str, as
 
 def _run_model(model: str, lengths: list[int], *, gen_len: int, batch: int, reps: int, layers: int | None,
                tiny: bool, device: str, dtype: str, backend: str, attn_implementation: str, checkpoint: str | None,
-               memory: bool, decode_profile: bool, energy: bool) -> list[dict[str, Any]]:
-    """One model over ``lengths``; an unbuildable model gives one 'unbuildable' row, an OOM ends its sweep."""
+               memory: bool, decode_profile: bool, energy: bool,
+               on_row: Callable[[dict[str, Any]], None] = lambda row: None) -> list[dict[str, Any]]:
+    """One model over ``lengths``; an unbuildable model gives one 'unbuildable' row, an OOM ends its sweep.
+    ``on_row`` sees each row as soon as it is measured (so an interrupted sweep keeps what it measured)."""
     from .build import Unbuildable, build
     from .frontier import is_oom
     from .memory import measure_memory
@@ -163,11 +166,14 @@ def _run_model(model: str, lengths: list[int], *, gen_len: int, batch: int, reps
         built = build(spec, backend=backend, dtype=dtype, device=device, attn_implementation=attn_implementation,
                       checkpoint=checkpoint)
     except Unbuildable as exc:
-        return [{"model": model, "backend": backend, "device": device, "status": "unbuildable", "reason": str(exc)}]
+        row = {"model": model, "backend": backend, "device": device, "status": "unbuildable", "reason": str(exc)}
+        on_row(row)
+        return [row]
     base = _base(built, model, device, layers, tiny)
     paths = profile_prefill(built, seqlen=min(lengths[0], 1024), batch=batch, reps=1)["kernel_paths"]
     rows = []
     for n in lengths:
+        start = time.perf_counter()
         try:
             row = {**base, "status": "ok", **measure_generation(built, seqlen=n, gen_len=gen_len, batch=batch,
                                                                  reps=reps, energy=energy)}
@@ -180,8 +186,11 @@ def _run_model(model: str, lengths: list[int], *, gen_len: int, batch: int, reps
             if not is_oom(exc):
                 raise
             rows.append({**base, "status": "oom", "seqlen": n, "batch": batch})
+            on_row(rows[-1])
             break
+        row["measure_s"] = round(time.perf_counter() - start, 2)
         rows.append(row)
+        on_row(row)
     return rows
 
 
@@ -241,17 +250,22 @@ def _sweep(names: list[str], seqlen: str, device: str | None, out: str | None, a
         lengths = parse_lengths(seqlen)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    from .rows import write_rows
+
     device = _device(device)
+
+    def finished(row: dict[str, Any]) -> None:
+        if out:
+            write_rows(out, "run", [row])  # as each point finishes: an interrupted sweep keeps what it measured
+        if not as_json:
+            click.echo(_run_text(row) + (f"  [{row['measure_s']} s]" if "measure_s" in row else ""))
+
     rows = []
     for name in names:
-        model_rows = _run_model(name, lengths, device=device, **kw)
-        if out:
-            from .rows import write_rows
-
-            write_rows(out, "run", model_rows)  # as each model finishes: a long sweep keeps what it measured
-        rows += model_rows
+        rows += _run_model(name, lengths, device=device, on_row=finished, **kw)
         _free(device)
-    _emit(rows, as_json, None, "run", _run_text)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
 
 
 def _free(device: str) -> None:
@@ -301,7 +315,11 @@ def breakdown_cmd(model: str, seqlen: str, batch: int, roofline_device: str | No
             result["roofline_device"] = roofline_device
             result["tie_back"] = tie_back(spec, result, roofline_device, dtype)
         rows.append({**_base(built, model, device, layers, tiny), "status": "ok", **result})
-    _emit(rows, as_json, out, "breakdown", _breakdown_text)
+        if out:
+            from .rows import write_rows
+
+            write_rows(out, "breakdown", rows[-1:])  # per length: an interrupted sweep keeps what it measured
+    _emit(rows, as_json, None, "breakdown", _breakdown_text)
 
 
 def _local_roofline_device(device: str) -> str | None:

@@ -15,7 +15,8 @@ from .breakdown import CLASSES  # noqa: E402
 from .memory import memory_parts  # noqa: E402
 from .models import get_model  # noqa: E402
 
-MEASURED_STACK = (("weights_B", "weights"), ("cache_B", "KV cache + SSM/conv state"), ("logits_B", "logits"),
+MEASURED_STACK = (("weights_B", "weights"), ("workspace_B", "workspace (cuBLAS …)"),
+                  ("cache_B", "KV cache + SSM/conv state"), ("logits_B", "logits"),
                   ("activations_B", "activations"), ("allocator_overhead_B", "allocator overhead"))
 ANALYTIC_STACK = (("weights", "weights"), ("kv_cache", "KV cache"), ("ssm_state", "SSM state"),
                   ("conv_state", "conv state"), ("logits_all", "logits (every position)"))

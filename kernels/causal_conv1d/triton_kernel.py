@@ -1,10 +1,21 @@
-"""Our Triton causal conv1d: one program per (block of the sequence, block of channels, batch).
+"""Our Triton causal conv1d (v2): every global access a 16-byte vector, x read once from DRAM.
 
-Each program owns a [BLOCK_D, BLOCK_L] tile of the output. The W taps are a static loop of shifted, masked
-loads of the same x tile (tap k reads x[t - (W-1) + k]; the W-1 positions before the tile come from the
-neighbouring tile through L1/L2, so DRAM still sees x once), accumulated in fp32 with the bias, then silu,
-then one store in x's dtype. Both layouts go through strides; the contiguous axis is passed as a constant
-(CHANNEL_LAST) so that the compiler can coalesce along it.
+Channel-first x ([B, D, L], unit stride along L), ``_conv1d_fwd_cf_kernel``: one program owns a
+[BLOCK_D, G, V] output tile, rows of channels × G groups of V consecutive steps, V = 16 bytes of x
+(8 bf16/fp16, 4 fp32), so each thread loads and stores whole 16-byte vectors. The W taps need x[t-1..t-3],
+which a shifted load ``x + offs - k`` cannot fetch as aligned vectors (v1 issued W scalar 2-byte loads per
+element). Instead the program loads two aligned tiles: the tile itself and the tile shifted back by one
+group (V steps, the previous vector of each group, mostly an L1 hit), splits both into their V phases with
+``tl.reshape`` + ``tl.split`` (register renames: the V elements of a group sit in one thread) and forms
+each output phase v from phases v-(W-1)..v, taking the ones below 0 from the previous group. The V output
+phases are put back together with ``tl.join`` and stored as vectors. Masks are built per group (the
+length mask too, when L % V == 0), so they are constant along the vector and do not block vectorization
+(v1's ``offs_l < seqlen`` with an unspecialized seqlen did: every load and store was scalar).
+
+Channel-last x (a transposed [B, L, D], unit stride along D), ``_conv1d_fwd_cl_kernel``: the taps shift
+along the strided axis, so a shifted tile is still whole aligned rows of channels: W loads of
+[BLOCK_L, GD, V] tiles (the W-1 extra ones hit L1), the channel axis grouped by V so the mask is constant
+along each vector when D % V == 0.
 """
 from __future__ import annotations
 
@@ -18,70 +29,245 @@ from .ref import silu_flag
 MAX_WIDTH = 4
 
 
-# Sizes are not specialized (on == 1 or divisibility by 16): it would only multiply the compiled variants
-# across a grid of lengths; strides still are, since they decide vector widths.
+@triton.jit
+def _split4(t):
+    """[R, G, 4] -> its 4 phases t[:, :, 0..3], each [R, G] (in-register when a thread holds the 4)."""
+    t = tl.reshape(t, (t.shape[0], t.shape[1], 2, 2))
+    e, o = tl.split(t)  # phase 2a + 0, 2a + 1
+    t0, t2 = tl.split(e)
+    t1, t3 = tl.split(o)
+    return t0, t1, t2, t3
+
+
+@triton.jit
+def _split8(t):
+    """[R, G, 8] -> its 8 phases, each [R, G]."""
+    t = tl.reshape(t, (t.shape[0], t.shape[1], 2, 2, 2))
+    e, o = tl.split(t)  # phase 4a + 2b + 0 / + 1
+    e0, e1 = tl.split(e)  # b
+    o0, o1 = tl.split(o)
+    t0, t4 = tl.split(e0)
+    t2, t6 = tl.split(e1)
+    t1, t5 = tl.split(o0)
+    t3, t7 = tl.split(o1)
+    return t0, t1, t2, t3, t4, t5, t6, t7
+
+
+@triton.jit
+def _join4(t0, t1, t2, t3):
+    """Inverse of _split4: 4 phases [R, G] -> [R, G, 4]. join adds the new axis last, so the lowest bit of
+    the phase is joined last."""
+    u = tl.join(tl.join(t0, t2), tl.join(t1, t3))  # [R, G, a, b], phase 2a + b
+    return tl.reshape(u, (t0.shape[0], t0.shape[1], 4))
+
+
+@triton.jit
+def _join8(t0, t1, t2, t3, t4, t5, t6, t7):
+    """Inverse of _split8: 8 phases [R, G] -> [R, G, 8] (phase 4a + 2b + c, c joined last)."""
+    c0 = tl.join(tl.join(t0, t4), tl.join(t2, t6))  # [R, G, a, b] with c = 0
+    c1 = tl.join(tl.join(t1, t5), tl.join(t3, t7))
+    return tl.reshape(tl.join(c0, c1), (t0.shape[0], t0.shape[1], 8))
+
+
+@triton.jit
+def _sel(j: tl.constexpr, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7):
+    """x at phase j of the group, j in -3..7: phases below 0 are the previous group's last ones (m1 = its
+    last). A compile-time choice (Triton tensors cannot be indexed by position)."""
+    if j == -3:
+        r = m3
+    elif j == -2:
+        r = m2
+    elif j == -1:
+        r = m1
+    elif j == 0:
+        r = c0
+    elif j == 1:
+        r = c1
+    elif j == 2:
+        r = c2
+    elif j == 3:
+        r = c3
+    elif j == 4:
+        r = c4
+    elif j == 5:
+        r = c5
+    elif j == 6:
+        r = c6
+    else:
+        r = c7
+    return r
+
+
+@triton.jit
+def _phase_out(v: tl.constexpr, WIDTH: tl.constexpr, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7,
+               w0, w1, w2, w3, acc0, SILU: tl.constexpr):
+    """Output phase v of a group: acc0 + sum_k w_k x[v - (W-1) + k] (phases [R, G] in fp32, w_k [R, 1])."""
+    acc = acc0 + w0 * _sel(v - (WIDTH - 1), m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7)
+    acc += w1 * _sel(v - (WIDTH - 1) + 1, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7)
+    if WIDTH > 2:
+        acc += w2 * _sel(v - (WIDTH - 1) + 2, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7)
+    if WIDTH > 3:
+        acc += w3 * _sel(v - (WIDTH - 1) + 3, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7)
+    if SILU:
+        acc = acc / (1.0 + tl.exp(-acc))
+    return acc
+
+
+# Sizes are not specialized (divisibility by 16): the masks are built per group and do not need it, and it
+# would multiply compiled variants across a grid of lengths; strides are (they decide vector alignment).
 @triton.jit(do_not_specialize=["dim", "seqlen"])
-def _causal_conv1d_fwd_kernel(
+def _conv1d_fwd_cf_kernel(
     x_ptr, weight_ptr, bias_ptr, out_ptr,
     dim, seqlen,
-    stride_xb, stride_xd, stride_xl,
+    stride_xb, stride_xd,
     stride_wd, stride_wk,
-    stride_ob, stride_od, stride_ol,
-    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, CHANNEL_LAST: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+    stride_ob, stride_od,
+    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, EVEN_L: tl.constexpr,
+    BLOCK_D: tl.constexpr, G: tl.constexpr, V: tl.constexpr,
 ):
     pid_l = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_b = tl.program_id(2).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    grp = pid_l * G + tl.arange(0, G)  # group index along L: steps grp*V .. grp*V + V-1
     mask_d = offs_d < dim
-    mask_l = offs_l < seqlen
-    # 64-bit offsets (B·D·L may pass 2^31 elements); the casts act on 1-D vectors, not on the tile.
-    d64 = offs_d.to(tl.int64)
-    if CHANNEL_LAST:  # unit channel stride, written as a constant so loads and stores vectorize along D
-        x_rows = x_ptr + pid_b * stride_xb + d64
-        out_rows = out_ptr + pid_b * stride_ob + d64
+    d64 = offs_d.to(tl.int64)  # 64-bit row offsets (B·D·L may pass 2^31), on a 1-D vector
+    x_rows = x_ptr + pid_b * stride_xb + d64 * stride_xd
+    out_rows = out_ptr + pid_b * stride_ob + d64 * stride_od
+    pos = grp[None, :, None] * V + tl.arange(0, V)[None, None, :]  # [1, G, V], int32 (L < 2^31)
+    # Group-level masks are constant along the vector; the element-level one only when L % V != 0.
+    in_grp = (grp * V < seqlen)[None, :, None]
+    if EVEN_L:
+        mask = mask_d[:, None, None] & in_grp
     else:
-        x_rows = x_ptr + pid_b * stride_xb + d64 * stride_xd
-        out_rows = out_ptr + pid_b * stride_ob + d64 * stride_od
+        mask = mask_d[:, None, None] & (pos < seqlen)
+    # The previous group of a group in range is whole; before t = 0 it is the causal zero padding.
+    mask_prev = mask_d[:, None, None] & in_grp & (grp >= 1)[None, :, None]
+    x_ptrs = x_rows[:, None, None] + pos
+    xc = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+    xp = tl.load(x_ptrs - V, mask=mask_prev, other=0.0).to(tl.float32)
 
-    acc = tl.zeros([BLOCK_D, BLOCK_L], dtype=tl.float32)
-    for k in tl.static_range(WIDTH):
-        # Tap k reads x[t - (WIDTH-1) + k]; positions before the start are the causal zero padding.
-        src = offs_l - (WIDTH - 1 - k)
-        if CHANNEL_LAST:
-            src_off = src.to(tl.int64) * stride_xl
-        else:
-            src_off = src.to(tl.int64)
-        mask = mask_d[:, None] & ((src >= 0) & mask_l)[None, :]
-        x_k = tl.load(x_rows[:, None] + src_off[None, :], mask=mask, other=0.0).to(tl.float32)
-        w_k = tl.load(weight_ptr + offs_d * stride_wd + k * stride_wk, mask=mask_d, other=0.0).to(tl.float32)
-        acc += w_k[:, None] * x_k
+    w0 = tl.load(weight_ptr + offs_d * stride_wd, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    w1 = tl.load(weight_ptr + offs_d * stride_wd + stride_wk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    w2 = w1
+    w3 = w1
+    if WIDTH > 2:
+        w2 = tl.load(weight_ptr + offs_d * stride_wd + 2 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    if WIDTH > 3:
+        w3 = tl.load(weight_ptr + offs_d * stride_wd + 3 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    acc0 = tl.zeros([BLOCK_D, G], dtype=tl.float32)
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[:, None]
-    if SILU:
-        acc = acc / (1.0 + tl.exp(-acc))
+        acc0 += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[:, None]
 
-    if CHANNEL_LAST:
-        out_off = offs_l.to(tl.int64) * stride_ol
+    # The V phases of the tile (c*) and the last three of the previous group (m3, m2, m1 = x[t0-3..t0-1]
+    # for the group starting at t0).
+    if V == 8:
+        c0, c1, c2, c3, c4, c5, c6, c7 = _split8(xc)
+        _p0, _p1, _p2, _p3, _p4, m3, m2, m1 = _split8(xp)
+        y = _join8(_phase_out(0, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(1, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(2, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(3, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(4, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(5, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(6, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(7, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU))
+    else:  # V == 4 (fp32, fp64); c4..c7 are placeholders, never selected
+        c0, c1, c2, c3 = _split4(xc)
+        _p0, m3, m2, m1 = _split4(xp)
+        y = _join4(_phase_out(0, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(1, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(2, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU),
+                   _phase_out(3, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU))
+    tl.store(out_rows[:, None, None] + pos, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["dim", "seqlen", "chunks"])
+def _conv1d_fwd_cl_kernel(
+    x_ptr, weight_ptr, bias_ptr, out_ptr,
+    dim, seqlen, chunks,
+    stride_xb, stride_xl,
+    stride_wd, stride_wk,
+    stride_ob, stride_ol,
+    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, EVEN_D: tl.constexpr,
+    BLOCK_L: tl.constexpr, GD: tl.constexpr, V: tl.constexpr,
+):
+    """One program: GD·V channels × ``chunks`` consecutive blocks of BLOCK_L steps (the weights, loaded
+    once per program, are reused across the blocks)."""
+    pid_l = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    pid_b = tl.program_id(2).to(tl.int64)
+    grp = pid_d * GD + tl.arange(0, GD)
+    offs_d = grp[:, None] * V + tl.arange(0, V)[None, :]  # [GD, V] channels, unit stride
+    if EVEN_D:
+        mask_d = (grp * V < dim)[:, None]  # constant along each vector
     else:
-        out_off = offs_l.to(tl.int64)
-    tl.store(out_rows[:, None] + out_off[None, :], acc.to(out_ptr.dtype.element_ty),
-             mask=mask_d[:, None] & mask_l[None, :])
+        mask_d = offs_d < dim
+    w0 = tl.load(weight_ptr + offs_d * stride_wd, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
+    w1 = tl.load(weight_ptr + offs_d * stride_wd + stride_wk, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
+    w2 = w1
+    w3 = w1
+    if WIDTH > 2:
+        w2 = tl.load(weight_ptr + offs_d * stride_wd + 2 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
+    if WIDTH > 3:
+        w3 = tl.load(weight_ptr + offs_d * stride_wd + 3 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
+    acc0 = tl.zeros([BLOCK_L, GD, V], dtype=tl.float32)
+    if HAS_BIAS:
+        acc0 += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
+    x_base = x_ptr + pid_b * stride_xb + offs_d[None, :, :]
+    out_base = out_ptr + pid_b * stride_ob + offs_d[None, :, :]
+    for i in range(chunks):
+        offs_l = (pid_l * chunks + i) * BLOCK_L + tl.arange(0, BLOCK_L)
+        mask_l = offs_l < seqlen
+        acc = acc0
+        for k in tl.static_range(WIDTH):
+            if k == 0:
+                w = w0
+            elif k == 1:
+                w = w1
+            elif k == 2:
+                w = w2
+            else:
+                w = w3
+            src = offs_l - (WIDTH - 1 - k)  # tap k reads x[t - (W-1) + k]; t < 0 is the causal padding
+            m = ((src >= 0) & mask_l)[:, None, None] & mask_d[None, :, :]
+            x_k = tl.load(x_base + (src.to(tl.int64) * stride_xl)[:, None, None], mask=m, other=0.0)
+            acc += w * x_k.to(tl.float32)
+        if SILU:
+            acc = acc / (1.0 + tl.exp(-acc))
+        tl.store(out_base + (offs_l.to(tl.int64) * stride_ol)[:, None, None], acc.to(out_ptr.dtype.element_ty),
+                 mask=mask_l[:, None, None] & mask_d[None, :, :])
 
 
-def _block_sizes(dim: int, seqlen: int, channel_last: bool) -> tuple[int, int, int]:
-    """(BLOCK_D, BLOCK_L, num_warps): 128 channels x 32 steps (channel-last) or 8 x 256 (channel-first),
-    the contiguous axis 256 B wide in bf16; shrunk to the problem for small shapes."""
-    if channel_last:
-        block_d = min(128, max(16, triton.next_power_of_2(dim)))
-        block_l = min(max(2, triton.next_power_of_2(seqlen)), 4096 // block_d)
-    else:
-        block_l = min(256, max(16, triton.next_power_of_2(seqlen)))
-        block_d = min(max(2, triton.next_power_of_2(dim)), 2048 // block_l)
-    num_warps = max(1, min(4, block_d * block_l // 512))
-    return block_d, block_l, num_warps
+def _vector(x: torch.Tensor) -> int:
+    """Elements per 16-byte vector, at least 4 (W - 1 <= 3 halo steps must fit in one group)."""
+    return max(4, 16 // x.element_size())
+
+
+def _cf_blocks(dim: int, seqlen: int, v: int) -> tuple[int, int, int]:
+    """Channel-first (BLOCK_D, G, num_warps): 2048 outputs per program (1 × 2048 steps down to
+    2048 // BLOCK_L rows for short L), i.e. 16 per thread at 4 warps: two 16-byte vectors of bf16 x, two of
+    its halo, two stores. Small shapes shrink the tile."""
+    block_l = min(2048, max(v, triton.next_power_of_2(seqlen)))
+    block_d = min(max(1, triton.next_power_of_2(dim)), max(1, 2048 // block_l))
+    groups = block_l // v
+    num_warps = max(1, min(4, block_d * groups // 32))
+    return block_d, groups, num_warps
+
+
+def _cl_blocks(batch: int, dim: int, seqlen: int, v: int) -> tuple[int, int, int, int]:
+    """Channel-last (BLOCK_L, GD, chunks, num_warps): 256 channels (512 B of bf16) x 16 steps per block,
+    4 warps (32 outputs per thread), up to 4 blocks of steps per program while that leaves >= 1024
+    programs; small shapes shrink the tile."""
+    block_d = min(256, max(v, triton.next_power_of_2(dim)))
+    block_l = min(max(1, triton.next_power_of_2(seqlen)), 4096 // block_d)
+    groups = block_d // v
+    num_warps = max(1, min(4, block_l * groups // 32))
+    blocks = batch * triton.cdiv(dim, block_d) * triton.cdiv(seqlen, block_l)
+    chunks = 1
+    while chunks < 4 and blocks // (2 * chunks) >= 1024:
+        chunks *= 2
+    return block_l, groups, chunks, num_warps
 
 
 def _check_args(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -115,15 +301,25 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         out = torch.empty((batch, dim, seqlen), device=x.device, dtype=x.dtype)
     if out.numel() == 0:
         return out
-    block_d, block_l, num_warps = _block_sizes(dim, seqlen, channel_last)
-    grid = (triton.cdiv(seqlen, block_l), triton.cdiv(dim, block_d), batch)
-    _causal_conv1d_fwd_kernel[grid](
-        x, weight, bias if bias is not None else weight, out,
-        dim, seqlen,
-        x.stride(0), x.stride(1), x.stride(2),
-        weight.stride(0), weight.stride(1),
-        out.stride(0), out.stride(1), out.stride(2),
-        WIDTH=weight.shape[1], HAS_BIAS=bias is not None, SILU=silu, CHANNEL_LAST=channel_last,
-        BLOCK_D=block_d, BLOCK_L=block_l, num_warps=num_warps,
-    )
+    v = _vector(x)
+    width = weight.shape[1]
+    bias_arg = bias if bias is not None else weight  # never read: HAS_BIAS is constexpr
+    if channel_last:
+        block_l, groups, chunks, num_warps = _cl_blocks(batch, dim, seqlen, v)
+        grid = (triton.cdiv(seqlen, block_l * chunks), triton.cdiv(dim, groups * v), batch)
+        _conv1d_fwd_cl_kernel[grid](
+            x, weight, bias_arg, out, dim, seqlen, chunks,
+            x.stride(0), x.stride(2), weight.stride(0), weight.stride(1), out.stride(0), out.stride(2),
+            WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, EVEN_D=dim % v == 0,
+            BLOCK_L=block_l, GD=groups, V=v, num_warps=num_warps,
+        )
+    else:
+        block_d, groups, num_warps = _cf_blocks(dim, seqlen, v)
+        grid = (triton.cdiv(seqlen, groups * v), triton.cdiv(dim, block_d), batch)
+        _conv1d_fwd_cf_kernel[grid](
+            x, weight, bias_arg, out, dim, seqlen,
+            x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), out.stride(0), out.stride(1),
+            WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, EVEN_L=seqlen % v == 0,
+            BLOCK_D=block_d, G=groups, V=v, num_warps=num_warps,
+        )
     return out

@@ -252,8 +252,11 @@ OP = Op(
     impls={
         "ref": Impl("ref", "ssmscope.kernels.ssd.ref:ssd", "reference", "PyTorch recurrence, one step at a time"),
         "triton": Impl("triton", "ssmscope.kernels.ssd.triton_kernel:ssd", "ours",
-                       "one fused pass, blocks of 16-64 steps in dual form on tensor cores, state in registers, "
+                       "v2: one fused pass, blocks of 16-32 steps (4 warps, 2 programs per SM) in dual form on tensor cores, state in registers, "
                        "sequence split into segments when B·H is small", supports=triton_supports),
+        "triton_v1": Impl("triton_v1", "ssmscope.kernels.ssd.triton_kernel_v1:ssd", "previous",
+                          "v1: one fused pass, no prefetch, 1 CTA/SM at N=128 (255 registers + spills), segments for "
+                          "about two programs per SM", supports=triton_supports),
         "official": Impl("official", "ssmscope.kernels.ssd.official:ssd", "official",
                          "mamba_ssm mamba_chunk_scan_combined (five Triton kernels)", needs_cuda=True,
                          supports=official_supports),

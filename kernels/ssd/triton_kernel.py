@@ -10,10 +10,14 @@ DRAM sees x, dt, B, C, z once and out once; nothing else is written. BLOCK_T is 
 ``chunk_size`` (the function is the same, only the evaluation order differs).
 
 Sequence parallelism: when B·H·⌈P/BLOCK_P⌉ programs cannot fill the GPU (batch 1, 24-80 heads), the
-sequence is cut into S segments. A first kernel computes each segment's own final state from zero and its
+sequence is cut into S segments, as many as fit in one wave of program slots (two 4-warp programs per SM). A first kernel computes each segment's own final state from zero and its
 total decay Σa (it reads x, dt, B, not C or z, and skips the [T, T] work); the main kernel's program for
 segment k starts from h_in(k), with h_in(0) = the initial state and h_in(j+1) = exp(Σa_j)·h_in(j) + h_j
 (a short loop over L2-resident states).
+
+v2 (this file; v1 is triton_kernel_v1.py): blocks of 32 steps and 4 warps instead of 64 and 8 (the loop is
+issue-bound: 40% fewer instructions per step, no spills, two programs per SM), both state products
+accumulate inside the MMA (tl.dot's acc), exp(s_i) folded into C, and one wave of segments.
 
 Dot operands follow the official kernels: fp16/bf16 tiles on tensor cores with fp32 accumulation (W, the
 weighted x and the state rounded to the input type before their products), fp32 inputs through tf32x3
@@ -23,6 +27,7 @@ operands are rounded and then multiplied in fp32 (same rounding points).
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
@@ -38,24 +43,25 @@ DOT_TF32X3, DOT_FP16, DOT_BF16, DOT_BF16_EMULATED = 0, 1, 2, 3
 
 
 @triton.jit
-def _dot(a, b, DOT: tl.constexpr):
-    """a @ b with fp32 accumulation; operands rounded to the input type first (see DOT codes)."""
+def _dot(a, b, acc, DOT: tl.constexpr):
+    """acc + a @ b in fp32 (acc accumulates inside the MMA); operands rounded to the input type first."""
     if DOT == 1:
-        acc = tl.dot(a.to(tl.float16), b.to(tl.float16))
+        acc = tl.dot(a.to(tl.float16), b.to(tl.float16), acc)
     elif DOT == 2:
-        acc = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+        acc = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16), acc)
     elif DOT == 3:  # interpreter: the same bf16 rounding, an fp32 product
-        acc = tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+        acc = tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), acc,
+                     input_precision="ieee")
     else:
-        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32x3")
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="tf32x3")
     return acc
 
 
 @triton.jit
-def _block_decay(dt_ptrs, t_ok, A, dt_bias, dt_min, dt_max,
+def _block_decay(dt_raw, t_ok, A, dt_bias, dt_min, dt_max,
                  HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BLOCK_T: tl.constexpr):
-    """δ [T] (0 past the end: no decay, no input), s = cumsum(δ·A) [T] and its last value."""
-    dt = tl.load(dt_ptrs, mask=t_ok, other=0.0).to(tl.float32)
+    """δ [T] from the loaded dt (0 past the end: no decay, no input), s = cumsum(δ·A) [T] and its last value."""
+    dt = dt_raw.to(tl.float32)
     if HAS_BIAS:
         dt += dt_bias
     if SOFTPLUS:
@@ -107,12 +113,12 @@ def _ssd_segment_state_kernel(
     for t0 in range(start, start + segment_len, BLOCK_T):  # segments before the last are full
         t = (t0 + t_in).to(tl.int64)
         t_ok = t < seqlen
-        dt, s, s_last = _block_decay(dt_base + t * stride_dtl, t_ok, A, dt_bias, dt_min, dt_max,
-                                     HAS_BIAS, SOFTPLUS, BLOCK_T)
+        dt_raw = tl.load(dt_base + t * stride_dtl, mask=t_ok, other=0.0)
         x = tl.load(x_base + t[:, None] * stride_xl, mask=t_ok[:, None] & p_ok[None, :], other=0.0)
         Bt = tl.load(B_base + t[:, None] * stride_Bl, mask=t_ok[:, None] & n_ok[None, :], other=0.0)
+        dt, s, s_last = _block_decay(dt_raw, t_ok, A, dt_bias, dt_min, dt_max, HAS_BIAS, SOFTPLUS, BLOCK_T)
         xw = x.to(tl.float32) * (dt * tl.exp(s_last - s))[:, None]
-        state = state * tl.exp(s_last) + _dot(tl.trans(xw), Bt, DOT)
+        state = _dot(tl.trans(xw), Bt, state * tl.exp(s_last), DOT)
         total += dt * A
 
     row = pid_bh.to(tl.int64) * num_segments + seg
@@ -182,23 +188,26 @@ def _ssd_fwd_kernel(
         t_ok = t < seqlen
         xp_ok = t_ok[:, None] & p_ok[None, :]
         tn_ok = t_ok[:, None] & n_ok[None, :]
-        dt, s, s_last = _block_decay(dt_base + t * stride_dtl, t_ok, A, dt_bias, dt_min, dt_max,
-                                     HAS_BIAS, SOFTPLUS, BLOCK_T)
+        dt_raw = tl.load(dt_base + t * stride_dtl, mask=t_ok, other=0.0)
         x = tl.load(x_base + t[:, None] * stride_xl, mask=xp_ok, other=0.0)
         Bt = tl.load(B_base + t[:, None] * stride_Bl, mask=tn_ok, other=0.0)
         Ct = tl.load(C_base + t[:, None] * stride_Cl, mask=tn_ok, other=0.0)
+        dt, s, s_last = _block_decay(dt_raw, t_ok, A, dt_bias, dt_min, dt_max, HAS_BIAS, SOFTPLUS, BLOCK_T)
 
         # Inside the block: W = (C Bᵀ) ∘ decay ∘ δ_j (−inf above the diagonal, so exp gives 0, never inf).
-        CB = _dot(Ct, tl.trans(Bt), DOT)
+        CB = _dot(Ct, tl.trans(Bt), tl.zeros((BLOCK_T, BLOCK_T), dtype=tl.float32), DOT)
         W = CB * tl.exp(tl.where(causal, s[:, None] - s[None, :], float("-inf"))) * dt[None, :]
-        y = _dot(W, x, DOT)
-        # From before the block: the entering state, decayed to each step.
-        y += _dot(Ct, tl.trans(state), DOT) * tl.exp(s)[:, None]
-        xw = x.to(tl.float32) * (dt * tl.exp(s_last - s))[:, None]
-        state = state * tl.exp(s_last) + _dot(tl.trans(xw), Bt, DOT)
+        # From before the block: the entering state decayed to each step, exp(s_i) <= 1 folded into C; both
+        # products accumulate into one fp32 tile inside the MMA.
+        y = _dot(Ct.to(tl.float32) * tl.exp(s)[:, None], tl.trans(state),
+                 tl.zeros((BLOCK_T, BLOCK_P), dtype=tl.float32), DOT)
+        y = _dot(W, x, y, DOT)
+        xf = x.to(tl.float32)
+        xw = xf * (dt * tl.exp(s_last - s))[:, None]
+        state = _dot(tl.trans(xw), Bt, state * tl.exp(s_last), DOT)
 
         if HAS_D:
-            y += x.to(tl.float32) * Dv[None, :]
+            y += xf * Dv[None, :]
         if HAS_Z:
             zt = tl.load(z_base + t[:, None] * stride_zl, mask=xp_ok, other=0.0).to(tl.float32)
             y *= zt / (1.0 + tl.exp(-zt))
@@ -213,37 +222,50 @@ def _ssd_fwd_kernel(
 # --------------------------------------------------------------------------------------------------
 # Launcher
 # --------------------------------------------------------------------------------------------------
+CTAS_PER_SM = 2  # 4 warps at <= 255 registers: two programs share an SM (v1: one program of 8 warps)
+
+
 def _config(headdim: int, dstate: int, seqlen: int, elem_bytes: int) -> tuple[int, int, int, int]:
-    """(BLOCK_T, BLOCK_P, BLOCK_N, num_warps). tl.dot needs every dim >= 16. A [T, N] tile of B or C is kept
-    near 16 KB (T = 64 for 2-byte N <= 128), so that two pipeline stages of x, B, C, z fit in shared memory;
-    the fp32 state [P, N] (8192 elements at most) is spread over 8 warps."""
+    """(BLOCK_T, BLOCK_P, BLOCK_N, num_warps). tl.dot needs every dim >= 16. Blocks of T = 32 steps and 4
+    warps: compiled for sm_90 (benchmarks/compile_sm90.py, ptxas), the loop body at N = 128 is 1234
+    instructions per warp per 32 steps (154 warp-instructions per step, no spills) against v1's 2044 per 64
+    steps at 8 warps (255 per step, with spills); the kernel is issue-bound at one or two programs per SM,
+    so instructions per step are its time. The [T, T] work (C Bᵀ, the decay mask) also halves per step."""
     block_n = max(16, triton.next_power_of_2(dstate))
     block_p = max(16, min(64 if block_n <= 128 else 32, triton.next_power_of_2(headdim)))
-    block_t = max(16, min(64, 16384 // (block_n * elem_bytes)))
+    block_t = max(16, min(32, 16384 // (block_n * elem_bytes)))
     block_t = min(block_t, max(16, triton.next_power_of_2(seqlen)))
-    warps = 8 if block_p * block_n >= 8192 else 4
-    return block_t, block_p, block_n, warps
+    return block_t, block_p, block_n, 4
 
 
 def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
 
 
-def _segment_len(programs: int, seqlen: int, block_t: int, sm_count: int) -> int:
-    """Steps per segment: the whole sequence when ``programs`` fill the GPU, else enough segments for about
-    two programs per SM, none shorter than MIN_SEGMENT; a multiple of BLOCK_T."""
-    if programs >= sm_count or seqlen < 2 * MIN_SEGMENT:
+def _segment_len(programs: int, seqlen: int, block_t: int, sm_count: int, ctas_per_sm: int = CTAS_PER_SM) -> int:
+    """Steps per segment: the whole sequence when ``programs`` fill the GPU's sm_count·ctas_per_sm program
+    slots, else as many segments as fit in ONE wave of slots (v1 aimed at two programs per SM and at H48 ran
+    288 programs, a second wave of full-length segments), none shorter than MIN_SEGMENT; a multiple of
+    BLOCK_T."""
+    slots = sm_count * ctas_per_sm
+    if programs >= slots // 2 or seqlen < 2 * MIN_SEGMENT:
         segments = 1
     else:
-        segments = min(math.ceil(2 * sm_count / programs), seqlen // MIN_SEGMENT)
+        segments = max(1, min(slots // programs, seqlen // MIN_SEGMENT))
     return block_t * math.ceil(math.ceil(seqlen / segments) / block_t)
 
 
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def _dot_code(dtype: torch.dtype, device: torch.device) -> int:
+    """The bf16 emulation only under the CPU interpreter: benchmarks/compile_sm90.py (CPU tensors, no
+    interpreter) must compile the bf16 tensor-core path that the GPU runs."""
     if dtype == torch.float16:
         return DOT_FP16
     if dtype == torch.bfloat16:
-        return DOT_BF16 if device.type == "cuda" else DOT_BF16_EMULATED
+        return DOT_BF16_EMULATED if device.type != "cuda" and _interpreted() else DOT_BF16
     return DOT_TF32X3
 
 
@@ -276,13 +298,14 @@ def ssd(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: 
         D: torch.Tensor | None = None, z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
         initial_states: torch.Tensor | None = None, dt_softplus: bool = False,
         dt_limit: tuple[float, float] = (0.0, float("inf")), return_final_states: bool = False, *,
-        segment_len: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        segment_len: int | None = None, config: tuple[int, int, int, int] | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """SSD with the official signature (``mamba_chunk_scan_combined`` without seq_idx / cu_seqlens).
 
     x, z: [B, L, H, P];  dt: [B, L, H];  A: [H];  B, C: [B, L, G, N];  D: [H] or [H, P];  dt_bias: [H];
     initial_states: [B, H, P, N]. Any strides. Returns out [B, L, H, P] (contiguous, x's dtype), and the
     final states [B, H, P, N] in fp32 when ``return_final_states``.
     segment_len: steps per sequence-parallel segment (rounded up to BLOCK_T); None picks it from the GPU.
+    config: (BLOCK_T, BLOCK_P, BLOCK_N, num_warps) instead of ``_config``'s (tests; BLOCK_N >= N).
     """
     _validate(x, dt, A, B, C, D, z, dt_bias, initial_states)
     if not isinstance(chunk_size, int) or chunk_size < 1:
@@ -297,7 +320,7 @@ def ssd(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: 
             final.copy_(initial_states if initial_states is not None else torch.zeros_like(final))
         return (out, final) if return_final_states else out
 
-    block_t, block_p, block_n, warps = _config(headdim, dstate, seqlen, x.element_size())
+    block_t, block_p, block_n, warps = config or _config(headdim, dstate, seqlen, x.element_size())
     p_blocks = triton.cdiv(headdim, block_p)
     if segment_len is None:
         segment_len = _segment_len(batch * nheads * p_blocks, seqlen, block_t, _sm_count(x.device))

@@ -103,6 +103,26 @@ def test_sweep_records_every_model_and_goes_on(tmp_path):
     assert (tmp_path / "e2e_run.csv").read_text().count("\n") == len(rows) + 1
 
 
+def test_an_interrupted_run_keeps_the_lengths_it_measured(tmp_path, monkeypatch):
+    import ssmscope.e2e.run as run
+
+    real, calls = run.measure_generation, []
+
+    def interrupted_at_the_second_length(built, **kw):
+        calls.append(kw["seqlen"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(built, **kw)
+
+    monkeypatch.setattr(run, "measure_generation", interrupted_at_the_second_length)
+    result = CliRunner().invoke(main, ["e2e", "run", "mamba2-130m", "--tiny", "--device", "cpu", "--dtype", "fp32",
+                                       "--seqlen", "8,16,32", "--gen", "3", "--reps", "1", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and calls == [8, 16]  # click turns the interrupt into "Aborted!"
+    rows = [json.loads(line) for line in (tmp_path / "e2e_run.jsonl").read_text().splitlines()]
+    assert [(r["seqlen"], r["status"]) for r in rows] == [(8, "ok")] and rows[0]["measure_s"] > 0
+    assert "mamba2-130m L=8" in result.output
+
+
 def test_an_oom_ends_that_models_sweep(monkeypatch):
     from ssmscope.e2e import commands, run
 
@@ -152,6 +172,7 @@ def test_gpu_memory_breakdown_and_device_profiles():
     assert row["cache_B"] == pytest.approx(memory_parts(spec, 512, batch=2).cache, rel=0.05, abs=1 << 16)
     assert row["activations_B"] > 0 and row["allocator_overhead_B"] >= 0
     assert row["weights_B"] >= weight_bytes(built.model, buffers=False)
+    assert 0 <= row["workspace_B"] <= 1 << 30  # cuBLAS's workspace lands here, not in the cache
     from ssmscope.e2e.profile import profile_decode, profile_prefill
 
     prefill = profile_prefill(built, seqlen=512)

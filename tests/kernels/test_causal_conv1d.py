@@ -124,6 +124,47 @@ def test_triton_neither_layout_is_made_contiguous():
     torch.testing.assert_close(triton_conv(x, weight), ref_conv(x, weight), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("seqlen", [2048 + 64, 2048 + 5], ids=["even", "odd"])
+@pytest.mark.parametrize("width", [2, 3, 4])
+def test_triton_channel_first_halo_across_programs(dtype, seqlen, width):
+    """Channel-first tiles of 2048 steps (16-byte groups of 4 or 8 steps): the taps before each group and
+    each program come from the previous group's vector; L % V == 0 (group masks) and not."""
+    from ssmscope.kernels.causal_conv1d.triton_kernel import causal_conv1d as triton_conv
+
+    gen = torch.Generator().manual_seed(width)
+    x = torch.randn(2, 3, seqlen, generator=gen).to(dtype)
+    weight, bias = torch.randn(3, width, generator=gen).to(dtype), torch.randn(3, generator=gen).to(dtype)
+    out = triton_conv(x, weight, bias, activation="silu")
+    expected = ref_conv(x.double(), weight.double(), bias.double(), "silu")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(out.double(), expected, **tol)
+
+
+@pytest.mark.parametrize("dim", [24, 21], ids=["even_d", "odd_d"])
+def test_triton_channel_last_several_chunks_per_program(monkeypatch, dim):
+    """A channel-last program loops over blocks of steps (3 here, the last one past the end)."""
+    from ssmscope.kernels.causal_conv1d import triton_kernel
+
+    monkeypatch.setattr(triton_kernel, "_cl_blocks", lambda batch, dim, seqlen, v: (4, 2, 3, 1))
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 37, dim, generator=gen).transpose(1, 2)
+    weight, bias = torch.randn(dim, 4, generator=gen), torch.randn(dim, generator=gen)
+    out = triton_kernel.causal_conv1d(x, weight, bias, activation="silu")
+    torch.testing.assert_close(out, ref_conv(x.double(), weight.double(), bias.double(), "silu").float(),
+                               rtol=1e-5, atol=1e-5)
+    assert out.stride(1) == 1
+
+
+def test_block_sizes():
+    from ssmscope.kernels.causal_conv1d.triton_kernel import _cf_blocks, _cl_blocks
+
+    assert _cf_blocks(1536, 65536, 8) == (1, 256, 4)  # 2048 steps = 256 vectors of 8 bf16 per program
+    assert _cf_blocks(1536, 37, 8) == (32, 8, 4)
+    assert _cl_blocks(1, 3328, 65536, 8) == (16, 32, 4, 4)
+    assert _cl_blocks(1, 3328, 4096, 8) == (16, 32, 2, 4)
+
+
 # ---------------------------------------------------------------------------------------------- poison
 def _leaves_last_step_unwritten(x, weight, bias=None, activation=None):
     full = ref_conv(x, weight, bias, activation)

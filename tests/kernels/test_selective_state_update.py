@@ -184,6 +184,38 @@ def test_triton_tied_path_matches_dense_copies():
     torch.testing.assert_close(tied["state"], dense["state"], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("dstate", [16, 12], ids=["even_n", "masked_n"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_triton_non_unit_n_strides(dstate, dtype):
+    """State, A, B and C with a non-unit stride along N (the unit-stride constexprs off), with N a power of
+    two (no N mask) and not: the same as the reference."""
+    gen = torch.Generator().manual_seed(11)
+    batch, dim = 3, 21
+    state = torch.randn(batch, dim, 2 * dstate, generator=gen).to(dtype)[..., ::2]
+    A = -(torch.rand(dstate, dim, generator=gen) + 1).t()  # [D, N] with stride (1, D)
+    B = torch.randn(dstate, batch, generator=gen).to(dtype).t()
+    C = torch.randn(batch, 3 * dstate, generator=gen).to(dtype)[:, ::3]
+    x, dt, z = (torch.randn(batch, dim, generator=gen).to(dtype) for _ in range(3))
+    D, bias = torch.randn(dim, generator=gen), torch.rand(dim, generator=gen) - 4
+    assert state.stride(2) != 1 and A.stride(1) != 1 and B.stride(1) != 1 and C.stride(1) != 1
+    kw = dict(x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=bias, dt_softplus=True)
+    ref_state = state.clone()
+    expected = ref_step(state=ref_state, **kw)
+    out = triton_step(state=state, **kw)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out, expected, **tol)
+    torch.testing.assert_close(state, ref_state, **tol)
+
+
+def test_block_sizes_spread_batch_one_over_more_programs():
+    from ssmscope.kernels.selective_state_update.triton_kernel import _block_sizes
+
+    assert _block_sizes(1, 1, 1536, 16) == (16, 16, 2)  # 96 programs instead of 48
+    assert _block_sizes(64, 1, 1536, 16) == (32, 16, 4)  # 3072 programs: the 512-element tile
+    assert _block_sizes(1, 24, 64, 128) == (4, 128, 4)  # Mamba-2 130M: 384 programs
+    assert _block_sizes(1, 1, 7, 4) == (8, 4, 1)
+
+
 # ---------------------------------------------------------------------------------------------- poison
 def _forgets_the_state(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
     return ref_step(state.clone(), x, dt, A, B, C, D, z, dt_bias, dt_softplus)

@@ -199,19 +199,44 @@ def test_triton_dt_limit():
 
 def test_segment_choice():
     tk = _triton()
-    assert tk._segment_len(programs=200, seqlen=65536, block_t=64, sm_count=132) == 65536  # GPU already full
-    # 11 segments (2·132 / 24 programs): ⌈65536 / 11⌉ = 5958 steps, rounded up to 94 blocks of 64
-    assert tk._segment_len(programs=24, seqlen=65536, block_t=64, sm_count=132) == 94 * 64
-    assert tk._segment_len(programs=24, seqlen=4096, block_t=64, sm_count=132) == 1024  # capped by MIN_SEGMENT
-    assert tk._segment_len(programs=24, seqlen=1500, block_t=64, sm_count=132) == 1536  # too short to split
+    assert tk._segment_len(programs=200, seqlen=65536, block_t=32, sm_count=132) == 65536  # GPU already full
+    # 11 segments (264 slots / 24 programs): ⌈65536 / 11⌉ = 5958 steps, rounded up to 187 blocks of 32
+    assert tk._segment_len(programs=24, seqlen=65536, block_t=32, sm_count=132) == 187 * 32
+    # H48: 5 segments, 240 programs in one wave of 264 slots (v1: 6 segments, 288 programs, two waves)
+    assert tk._segment_len(programs=48, seqlen=65536, block_t=32, sm_count=132) == 410 * 32
+    assert tk._segment_len(programs=24, seqlen=4096, block_t=32, sm_count=132) == 1024  # capped by MIN_SEGMENT
+    assert tk._segment_len(programs=24, seqlen=1500, block_t=32, sm_count=132) == 1504  # too short to split
+    assert tk._segment_len(programs=24, seqlen=65536, block_t=32, sm_count=132, ctas_per_sm=1) == 410 * 32
 
 
 def test_block_sizes_keep_dot_dims_and_shared_memory():
     tk = _triton()
-    assert tk._config(64, 128, 65536, 2) == (64, 64, 128, 8)  # Mamba-2: 16 KB tiles of B and C
+    assert tk._config(64, 128, 65536, 2) == (32, 64, 128, 4)  # Mamba-2: blocks of 32 steps, 4 warps
     assert tk._config(64, 128, 65536, 4)[0] == 32 and tk._config(64, 256, 65536, 2)[:2] == (32, 32)
     for args in ((12, 8, 1, 4), (80, 24, 17, 2), (3, 256, 5, 4)):
         assert min(tk._config(*args)[:3]) >= 16, args
+
+
+@pytest.mark.parametrize("config", [(64, 64, 16, 8), (16, 16, 32, 4)], ids=["v1-like-T64", "T16-P16"])
+def test_triton_block_config_override(config):
+    """Other block shapes (the launcher's config override): T 64 / 8 warps as v1, and T 16 with P in 3 blocks
+    of 16 and N padded 24 -> 32, through the segment path, with every option."""
+    tk = _triton()
+    kw = OP.make_inputs(batch=1, seqlen=90, nheads=2, headdim=40, dstate=24 if config[2] == 32 else 16,
+                        ngroups=2, chunk_size=32, z=True, D_headdim=True, init_states=True, final_states=True,
+                        dtype="fp32", seed=13)
+    out, final = tk.ssd(**kw, segment_len=32, config=config)
+    ref_out, ref_final = ref_ssd(**_f64(kw))
+    assert _rel(out, ref_out) < OURS_TOL["fp32"] and _rel(final, ref_final) < OURS_TOL["fp32"]
+
+
+def test_previous_version_still_runs():
+    from ssmscope.kernels.ssd import triton_kernel_v1
+    kw = OP.make_inputs(batch=1, seqlen=70, nheads=2, headdim=16, dstate=16, final_states=True, dtype="bf16", seed=3)
+    out, final = triton_kernel_v1.ssd(**kw, segment_len=32)
+    ref_out, ref_final = ref_ssd(**_f64(kw))
+    assert _rel(out, ref_out) < OURS_TOL["bf16"] and _rel(final, ref_final) < OURS_TOL["bf16"]
+    assert OP.impls["triton_v1"].kind == "previous"
 
 
 # ---------------------------------------------------------------------------------------------- errors

@@ -1,0 +1,145 @@
+"""Our selective_state_update in Triton, v1 (kept as impl "triton_v1"): one decode step, the state tile updated in registers.
+
+One program owns (BLOCK_M rows of one head's P channels, batch element b, head h) and the whole state row
+of N for each: it reads the [BLOCK_M, N] state tile once, decays it by exp(δ·A), adds (δ·x) ⊗ B, writes
+it back in place and reduces it against C for the output, all in fp32. The op is a stream over the state
+(read + write), so the tile is small (about 512 elements) to put many programs in flight at batch 1.
+Mamba-2 passes dt, A, D and dt_bias as stride-0 expansions of per-head values; when dt, A and dt_bias are
+tied that way (TIE_HDIM), δ and the decay are scalars per program: one load and one exp instead of a
+[BLOCK_M, N] tile of them. Any other strides, stride-0 included, are followed as given.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..op import ShapeError
+from .ref import HeadArgs, head_layout
+
+
+@triton.jit
+def _softplus(x):
+    """selective_scan's helper as v1 imported it, copied so that v1 stays fixed."""
+    e = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + e
+    log1p = tl.where(w == 1.0, e, tl.log(w) * (e / (w - 1.0)))
+    return tl.where(x <= 20.0, log1p, x)
+
+
+@triton.jit(do_not_specialize=["dim", "dstate", "heads_per_group"])
+def _selective_state_update_kernel(
+    state_ptr, x_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, out_ptr,
+    dim, dstate, heads_per_group,
+    stride_sb, stride_sh, stride_sp, stride_sn,
+    stride_xb, stride_xh, stride_xp,
+    stride_tb, stride_th, stride_tp,
+    stride_biash, stride_biasp,
+    stride_ah, stride_ap, stride_an,
+    stride_bb, stride_bg, stride_bn,
+    stride_cb, stride_cg, stride_cn,
+    stride_dh, stride_dp,
+    stride_zb, stride_zh, stride_zp,
+    stride_ob, stride_oh, stride_op,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    TIE_HDIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)  # 64-bit: B·H·P·N may pass 2^31 at large decode batches
+    pid_h = tl.program_id(2)
+    g = pid_h // heads_per_group
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_m = offs_m < dim
+    mask_n = offs_n < dstate
+    mask = mask_m[:, None] & mask_n[None, :]
+
+    s_ptrs = (state_ptr + pid_b * stride_sb + pid_h * stride_sh
+              + offs_m[:, None] * stride_sp + offs_n[None, :] * stride_sn)
+    s = tl.load(s_ptrs, mask=mask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + pid_b * stride_xb + pid_h * stride_xh + offs_m * stride_xp,
+                mask=mask_m, other=0.0).to(tl.float32)
+    Bv = tl.load(B_ptr + pid_b * stride_bb + g * stride_bg + offs_n * stride_bn, mask=mask_n, other=0.0).to(tl.float32)
+    Cv = tl.load(C_ptr + pid_b * stride_cb + g * stride_cg + offs_n * stride_cn, mask=mask_n, other=0.0).to(tl.float32)
+
+    if TIE_HDIM:  # one δ and one decay for the whole head
+        dt = tl.load(dt_ptr + pid_b * stride_tb + pid_h * stride_th).to(tl.float32)
+        if HAS_BIAS:
+            dt += tl.load(bias_ptr + pid_h * stride_biash).to(tl.float32)
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        decay = tl.exp(tl.load(A_ptr + pid_h * stride_ah).to(tl.float32) * dt)
+        s = s * decay + (dt * x)[:, None] * Bv[None, :]
+    else:
+        dt = tl.load(dt_ptr + pid_b * stride_tb + pid_h * stride_th + offs_m * stride_tp,
+                     mask=mask_m, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dt += tl.load(bias_ptr + pid_h * stride_biash + offs_m * stride_biasp,
+                          mask=mask_m, other=0.0).to(tl.float32)
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        A = tl.load(A_ptr + pid_h * stride_ah + offs_m[:, None] * stride_ap + offs_n[None, :] * stride_an,
+                    mask=mask, other=0.0).to(tl.float32)
+        s = s * tl.exp(A * dt[:, None]) + (dt * x)[:, None] * Bv[None, :]
+    tl.store(s_ptrs, s.to(state_ptr.dtype.element_ty), mask=mask)
+
+    y = tl.sum(s * Cv[None, :], axis=1)
+    if HAS_D:
+        y += x * tl.load(D_ptr + pid_h * stride_dh + offs_m * stride_dp, mask=mask_m, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + pid_b * stride_zb + pid_h * stride_zh + offs_m * stride_zp,
+                    mask=mask_m, other=0.0).to(tl.float32)
+        y *= z / (1.0 + tl.exp(-z))
+    tl.store(out_ptr + pid_b * stride_ob + pid_h * stride_oh + offs_m * stride_op,
+             y.to(out_ptr.dtype.element_ty), mask=mask_m)
+
+
+def _block_sizes(dim: int, dstate: int) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps): the full state row (BLOCK_N = N rounded up to a power of two) and
+    BLOCK_M rows for a tile of about 512 elements (N = 16: 32 rows; N = 128: 4), 4 warps; 8 warps once
+    a single row passes 512 elements."""
+    block_n = max(2, triton.next_power_of_2(dstate))
+    block_m = max(1, min(512 // block_n, triton.next_power_of_2(dim)))
+    return block_m, block_n, 4 if block_n <= 512 else 8
+
+
+def _is_tied(a: HeadArgs) -> bool:
+    """dt, A and dt_bias are stride-0 expansions over the head's channels (A also over N), as mamba_ssm's
+    Mamba2.step builds them: then δ and the decay are one value per (batch, head)."""
+    return (a.A.stride(1) == 0 and a.A.stride(2) == 0 and a.dt.stride(2) == 0
+            and (a.dt_bias is None or a.dt_bias.stride(1) == 0))
+
+
+def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
+                           B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
+                           z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
+                           dt_softplus: bool = False) -> torch.Tensor:
+    """One selective-scan step with the official signature; ``state`` is updated in place.
+
+    Mamba-1: state [B, D, N], x/dt/z [B, D], A [D, N], B/C [B, N], D/dt_bias [D].
+    Mamba-2: state [B, H, P, N], x/dt/z [B, H, P], A [H, P, N], B/C [B, G, N] (H % G == 0),
+    D/dt_bias [H, P]; any strides (stride-0 per-head expansions included). state/x/dt/z/B/C in fp32, fp16
+    or bf16. Returns out with x's shape and dtype.
+    """
+    a = head_layout(state, x, dt, A, B, C, D, z, dt_bias)
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ShapeError(f"selective_state_update (triton): x must be fp32, fp16 or bf16, got {x.dtype}")
+    batch, nheads, dim, dstate = a.state.shape
+    out = torch.empty(a.x.shape, device=x.device, dtype=x.dtype)
+    if out.numel() == 0:
+        return out if a.heads else out.squeeze(1)
+    block_m, block_n, num_warps = _block_sizes(dim, dstate)
+    zz = a.z if a.z is not None else a.x  # placeholders are never read: HAS_Z / HAS_D / HAS_BIAS are constexpr
+    dd = a.D if a.D is not None else a.A[:, :, 0]
+    bb = a.dt_bias if a.dt_bias is not None else a.A[:, :, 0]
+    grid = (triton.cdiv(dim, block_m), batch, nheads)
+    _selective_state_update_kernel[grid](
+        a.state, a.x, a.dt, bb, a.A, a.B, a.C, dd, zz, out,
+        dim, dstate, nheads // a.B.shape[1],
+        *a.state.stride(), *a.x.stride(), *a.dt.stride(), *bb.stride(), *a.A.stride(), *a.B.stride(),
+        *a.C.stride(), *dd.stride(), *zz.stride(), *out.stride(),
+        HAS_D=a.D is not None, HAS_Z=a.z is not None, HAS_BIAS=a.dt_bias is not None,
+        SOFTPLUS=bool(dt_softplus), TIE_HDIM=_is_tied(a),
+        BLOCK_M=block_m, BLOCK_N=block_n, num_warps=num_warps,
+    )
+    return out if a.heads else out.squeeze(1)
