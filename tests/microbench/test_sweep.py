@@ -10,6 +10,7 @@ import pytest
 from ssmscope import kernels
 from ssmscope.microbench import ROW_KEYS, SweepError, load_rows, load_samples, run_sweep
 from ssmscope.microbench.grid import build_configs
+from ssmscope.microbench.sweep import select_impls
 
 
 def test_cpu_sweep_of_causal_conv1d(tmp_path, fast):
@@ -158,8 +159,20 @@ def test_the_same_shape_twice_runs_once(tmp_path, fake, fast):
 
 
 def test_unknown_impl_is_an_error_listing_the_impls(tmp_path, fast):
-    with pytest.raises(SweepError, match="impls are ref, triton, official"):
+    listed = ", ".join(kernels.get("causal_conv1d").impls)
+    with pytest.raises(SweepError, match=f"unknown impl\\(s\\) cuda_magic; impls are {listed}$"):
         run_sweep("causal_conv1d", ["cuda_magic"], [dict(dim=8, seqlen=8, dtype="fp32")], tmp_path, **fast)
+
+
+def test_default_impls_leave_out_the_reference_and_previous_versions():
+    op = kernels.get("causal_conv1d")
+    kinds = {name: impl.kind for name, impl in op.impls.items()}
+    assert "previous" in kinds.values()  # triton_v1 is kept for version comparisons
+    chosen = select_impls(op, None, several_ops=False, baseline=None)
+    assert chosen[0] == op.baseline
+    assert set(chosen) == {n for n, k in kinds.items() if k not in ("previous", "reference")}
+    named = select_impls(op, ["triton_v1", "triton"], several_ops=False, baseline="triton")
+    assert named == ["triton", "triton_v1"]  # named explicitly, a previous version runs, after the baseline
 
 
 @pytest.mark.gpu
