@@ -3,29 +3,33 @@
 Each op's launcher runs as usual on CPU tensors, but every ``@triton.jit`` kernel it launches is intercepted:
 the launch's arguments become a signature and constexprs, and ``triton.compile`` builds the kernel for the
 H100 (frontend + ptxas) instead of running it. This catches compile errors before any device time is spent.
-Registers and spills are read when the kernel is loaded, which needs a driver: they print as None here.
+Arguments are specialized as the JIT would (ints equal to 1 become constants, 16-divisible pointers and ints
+carry tt.divisibility), so the IR is the one the GPU will run, for the Triton installed here: print the PTX
+counts that matter (barriers and shared memory inside loops are layout conversions, shuffles are cross-lane
+reductions) and with --dump keep the TTGIR and PTX. Registers and spills come from Triton's bundled ptxas.
 
-    python benchmarks/compile_sm90.py [--grid upstream|paper|small] [--per-op 6] [OP ...]
+    python benchmarks/compile_sm90.py [--grid upstream|paper|small] [--per-op 6] [--impl triton] [--dump DIR] [OP ...]
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 os.environ.pop("TRITON_INTERPRET", None)  # we want real JIT functions, not the interpreter
 
 import torch  # noqa: E402
 import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton._C.libtriton import native_specialize_impl  # noqa: E402
+from triton.backends.compiler import BaseBackend, GPUTarget  # noqa: E402
 
 from ssmscope import kernels  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
-TYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64",
-              torch.int32: "i32", torch.int64: "i64", torch.bool: "i1"}
-
 
 class Capture:
     """Stands in for a JIT kernel: ``kernel[grid](*args, **kw)`` compiles for sm_90 and records the result."""
@@ -40,28 +44,63 @@ class Capture:
         names = self.fn.arg_names
         options = {k: kw.pop(k) for k in ("num_warps", "num_stages") if k in kw}
         values = dict(zip(names, args)) | kw
-        signature, constexprs = {}, {}
-        for i, name in enumerate(names):
-            v = values.get(name)
-            if name in kw and not isinstance(v, torch.Tensor) or v is None or i in self.fn.constexprs:
-                signature[name] = "constexpr"
+        signature, constexprs, attrs = {}, {}, {}
+        for i, param in enumerate(self.fn.params):
+            v = values.get(param.name)
+            if param.is_constexpr:
+                signature[param.name], constexprs[(i,)] = "constexpr", v
+                continue
+            # The JIT's own specialization: ints equal to 1 become constants, pointers and ints divisible
+            # by 16 carry tt.divisibility (unless do_not_specialize): without it the IR is not the GPU's.
+            kind, attr = native_specialize_impl(BaseBackend, v, False, not param.do_not_specialize,
+                                                not param.do_not_specialize_on_alignment)
+            signature[param.name] = kind
+            if kind == "constexpr":
                 constexprs[(i,)] = v
-            elif isinstance(v, torch.Tensor):
-                signature[name] = "*" + TYPE_NAMES[v.dtype]
-            elif isinstance(v, bool):
-                signature[name] = "i1"
-            elif isinstance(v, int):
-                signature[name] = "i64" if abs(v) >= 2**31 else "i32"
-            else:
-                signature[name] = "fp32"
-        src = triton.compiler.ASTSource(fn=self.fn, signature=signature, constexprs=constexprs)
+            elif isinstance(attr, str):
+                attrs[(i,)] = BaseBackend.parse_attr(attr)
+        src = triton.compiler.ASTSource(fn=self.fn, signature=signature, constexprs=constexprs, attrs=attrs)
         try:
             k = triton.compile(src, target=TARGET, options=options)
-            self.results.append((self.fn.__name__, "ok", getattr(k, "n_regs", None), getattr(k, "n_spills", None),
-                                 k.metadata.shared, options))
+            counts = ptx_counts(k.asm["ptx"])
+            if DUMP_DIR:
+                stem = os.path.join(DUMP_DIR, f"{self.fn.__name__}-{len(self.results)}")
+                for ext in ("ttgir", "ptx"):
+                    with open(f"{stem}.{ext}", "w") as f:
+                        f.write(k.asm[ext])
+            self.results.append((self.fn.__name__, "ok", counts, k.metadata.shared, options))
         except Exception as exc:  # report and carry on with the other configs
             self.results.append((self.fn.__name__, f"FAILED {type(exc).__name__}: {str(exc)[-600:]}", None, None,
-                                 None, options))
+                                 options))
+
+
+# PTX instructions worth counting before any GPU time: barriers and shared-memory traffic inside a loop mean
+# layout conversions; shuffles mean cross-lane reductions; ex2 is the exp unit's work.
+PTX_COUNTED = {"bar": r"\bbar\.sync\b", "st.shared": r"\bst\.shared", "ld.shared": r"\bld\.shared",
+               "shfl": r"\bshfl\.", "ld.global": r"\bld\.global", "ex2": r"\bex2\."}
+
+
+def ptx_counts(ptx: str) -> dict[str, int]:
+    counts = {name: len(re.findall(pattern, ptx)) for name, pattern in PTX_COUNTED.items()}
+    return counts | ptxas_usage(ptx)
+
+
+def ptxas_usage(ptx: str) -> dict[str, int]:
+    """Registers and spill bytes from the ptxas that ships with Triton (`ptxas -v`), no driver needed."""
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        run = subprocess.run([ptxas, f"-arch=sm_{TARGET.arch}a", "-v", src, "-o", os.devnull],
+                             capture_output=True, text=True)
+    info = run.stderr
+    regs = re.search(r"Used (\d+) registers", info)
+    spills = re.search(r"(\d+) bytes spill stores", info)
+    return {"regs": int(regs.group(1)) if regs else -1, "spill_B": int(spills.group(1)) if spills else -1}
+
+
+DUMP_DIR: str | None = None
 
 
 def intercept(module) -> list:
@@ -81,6 +120,7 @@ EXTRA = {"ssd": [(dict(batch=1, seqlen=16384, nheads=48, headdim=64, dstate=128,
                        final_states=True), "bf16", {"segment_len": 64})],
          # selective_scan: forced sequence split (state, carry and output passes), N16 and N64.
          "selective_scan": [(dict(batch=1, dim=1536, dstate=16, seqlen=256), "bf16", {"num_segments": 4}),
+                            (dict(batch=1, dim=1536, dstate=16, seqlen=256), "bf16", {"num_segments": 4, "chunk": 4}),
                             (dict(batch=1, dim=1536, dstate=64, seqlen=256), "bf16", {"num_segments": 2}),
                             (dict(batch=2, dim=64, dstate=16, seqlen=256, groups=2), "fp32",
                              {"num_segments": 2, "chunk": 8})]}
@@ -91,15 +131,25 @@ def main() -> int:
     parser.add_argument("ops", nargs="*", default=kernels.names())
     parser.add_argument("--grid", default="upstream")
     parser.add_argument("--per-op", type=int, default=6, help="configs per op (spread over the grid)")
+    parser.add_argument("--impl", default="triton", help="which of our impls (e.g. a previous version)")
+    parser.add_argument("--dump", metavar="DIR", help="write each compiled kernel's TTGIR and PTX here")
     args = parser.parse_args()
+    global DUMP_DIR
+    if args.dump:
+        DUMP_DIR = args.dump
+        os.makedirs(DUMP_DIR, exist_ok=True)
     failures = 0
     for op_name in args.ops:
         op = kernels.get(op_name)
-        module = importlib.import_module(op.impls["triton"].target.split(":")[0])
+        if args.impl not in op.impls:
+            print(f"{op_name:24} has no impl {args.impl}")
+            continue
+        impl = op.impls[args.impl]
+        module = importlib.import_module(impl.target.split(":")[0])
         results = intercept(module)
         grid = op.grid(args.grid)
-        step = max(1, len(grid) // args.per_op)
-        configs = [(c, {}) for c in grid[::step][: args.per_op]]
+        step = max(1, len(grid) // max(1, args.per_op))
+        configs = [(c, {}) for c in grid[::step][: args.per_op]] if args.per_op > 0 else []
         configs += [(dict(shape, dtype=dtype), extra) for shape, dtype, extra in EXTRA.get(op_name, [])]
         for config, extra in configs:
             shape, dtype = op.split_config(config)
@@ -107,15 +157,15 @@ def main() -> int:
             kw = op.make_inputs(dtype=dtype, device="cpu", seed=0, **small)
             before = len(results)
             try:
-                op.impls["triton"].load()(**kw, **extra)
+                impl.load()(**kw, **extra)
             except Exception as exc:  # the launcher itself rejected the config
                 print(f"{op_name:24} {shape.label():44} {dtype:5} launcher: {type(exc).__name__}: {exc}")
                 failures += 1
                 continue
-            for fn, status, regs, spills, shared, options in results[before:]:
+            for fn, status, counts, shared, options in results[before:]:
                 failures += status != "ok"
-                print(f"{op_name:24} {shape.label():44} {dtype:5} {fn:32} {status:6} regs={regs} spills={spills} "
-                      f"smem={shared} {options}")
+                shown = " ".join(f"{k}={v}" for k, v in (counts or {}).items())
+                print(f"{op_name:24} {shape.label():44} {dtype:5} {fn:32} {status:6} {shown} smem={shared} {options}")
     print(f"{failures} failure(s)")
     return 1 if failures else 0
 

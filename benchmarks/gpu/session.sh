@@ -3,7 +3,7 @@
 # importable as `ssmscope`, then run the named phases. Everything lands in $OUT/<phase>/ and is packed
 # into $OUT/results.tgz (the device tool returns at most 8 files).
 #   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] [MODELS=...] bash benchmarks/gpu/session.sh \
-#          env gputests check bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
+#          env gputests check scan bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
 # Lesson (2026-11-22): a call killed at its limit returns only what is under $OUT, so every phase is
 # time-limited and the results are packed after each one. Official SSD autotuning and Triton compiles of
 # many flag variants take minutes: give `check ssd` and the scan grids their own calls or a --where.
@@ -42,6 +42,9 @@ for phase in "$@"; do
       run_phase bench $SSM bench all --grid paper --budget ${BUDGET:-0.3} --peaks h100-sxm --resume --csv --out "$RES/paper" ;;
     targets)    # issue 7's shapes (36 points), timed, then profiled under ncu into the same run, then the timer check
       run_phase targets $SSM bench --config benchmarks/sweeps/h100_targets.yaml --peaks h100-sxm --resume --csv --out "$RES/targets" ;;
+    scan)       # the selective scan's tilings, then its versions against the official kernel
+      run_phase scan_tiling python3 benchmarks/gpu/scan_tiling.py --seqlen 4096 16384 --dstate 16 64
+      run_phase scan_versions $SSM bench --config benchmarks/sweeps/h100_scan_versions.yaml --peaks h100-sxm --resume --csv --out "$RES/scan" ;;
     ncu_targets)
       run_phase ncu_targets $SSM ncu collect config --config benchmarks/sweeps/h100_targets.yaml --out "$RES/targets"
       run_phase fidelity $SSM ncu fidelity "$RES/targets" ;;
