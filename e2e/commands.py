@@ -197,8 +197,9 @@ def _run_model(model: str, lengths: list[int], *, gen_len: int, batch: int, reps
 def _run_text(r: dict[str, Any]) -> str:
     if r["status"] != "ok":
         return f"{r['model']} L={r.get('seqlen', '-')}: {r['status']} {r.get('reason', '')}".rstrip()
-    text = (f"{r['model']} L={r['seqlen']} ({r['backend']}/{r['attn']}, {r['device']}): TTFT {r['ttft_s'] * 1e3:.2f} ms, "
-            f"TPOT {r['tpot_s'] * 1e3:.3f} ms, {r['decode_tokens_per_s'] or 0:.1f} tok/s decode")
+    text = (f"{r['model']} L={r['seqlen']} ({r['backend']}/{r['attn']}, {r['device']}): TTFT {r['ttft_s'] * 1e3:.2f} ms "
+            + (f"(prefill forward {r['prefill_s'] * 1e3:.2f}), " if r.get("prefill_s") is not None else ", ")
+            + f"TPOT {r['tpot_s'] * 1e3:.3f} ms, {r['decode_tokens_per_s'] or 0:.1f} tok/s decode")
     if r.get("device_busy") is not None:
         text += f", GPU busy {r['device_busy']:.0%} of a decode step"
     if r.get("memory", {}).get("dominant"):
@@ -380,10 +381,12 @@ def frontier_cmd(model: str, memory_budget: str, batch: int, logits: str, limit:
         raise click.ClickException(str(exc)) from None
     except torch.cuda.OutOfMemoryError:
         raise click.ClickException(f"{model}: the weights alone exceed {memory_budget}") from None
-    row = {**_base(built, model, "cuda", layers, tiny), "status": "ok", **cap, **result}
+    status = "fault" if result["stopped_by"] else "ok"
+    row = {**_base(built, model, "cuda", layers, tiny), "status": status, **cap, **result}
     _emit([row], as_json, out, "frontier", lambda r: (
         f"{r['model']}: largest prefill under {memory_budget} = {r['frontier_tokens']} tokens"
-        + (f"; memory there dominated by {r['dominant']}" if r.get("dominant") else "")))
+        + (f"; memory there dominated by {r['dominant']}" if r.get("dominant") else "")
+        + (f"; search stopped by a CUDA fault, not OOM ({r['stopped_by']})" if r["stopped_by"] else "")))
 
 
 @e2e.command("plot")

@@ -81,8 +81,18 @@ def is_oom(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and ("out of memory" in str(exc).lower() or "ALLOC_FAILED" in str(exc)))
 
 
+class KernelFault(RuntimeError):
+    """A prefill died of a CUDA error that is not out-of-memory (an illegal address, a failed launch): the CUDA
+    context is lost, so nothing more can run in this process."""
+
+
+def is_kernel_fault(exc: BaseException) -> bool:
+    return not is_oom(exc) and "CUDA error" in str(exc)
+
+
 def prefill_fits(built: Built, seqlen: int, batch: int = 1, logits: str = "last") -> bool:
-    """One prefill that fills the cache at ``seqlen`` on the model's GPU; False on out-of-memory."""
+    """One prefill that fills the cache at ``seqlen`` on the model's GPU; False on out-of-memory, KernelFault
+    on any other CUDA error."""
     import torch
 
     try:
@@ -90,13 +100,18 @@ def prefill_fits(built: Built, seqlen: int, batch: int = 1, logits: str = "last"
         torch.cuda.synchronize()
         del out
         return True
-    except Exception as exc:  # noqa: BLE001 - only out-of-memory is an answer; anything else propagates
+    except Exception as exc:  # noqa: BLE001 - out-of-memory is an answer; a CUDA fault ends the search
+        if is_kernel_fault(exc):
+            raise KernelFault(f"prefill at {seqlen} tokens: {str(exc).splitlines()[0]}") from None
         if not is_oom(exc):
             raise
         return False
     finally:
         gc.collect()
-        torch.cuda.empty_cache()
+        try:
+            torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - after a fault the context is gone; the fault is reported above
+            pass
 
 
 def cap_memory(budget_bytes: float, device: int = 0) -> dict[str, Any]:
@@ -126,22 +141,32 @@ def parse_bytes(text: str) -> float:
 
 
 def find_frontier(built: Built, batch: int = 1, logits: str = "last", start: int = K, limit: int = 1 << 20,
-                  step: int = 256) -> dict[str, Any]:
+                  step: int = 256, probe: Callable[..., bool] = prefill_fits) -> dict[str, Any]:
     """The largest prefill of ``built`` that fits (doubling, then bisection to ``step`` tokens), and the measured
-    memory breakdown at that length: what dominates there (weights, cache, logits or activations)."""
+    memory breakdown at that length: what dominates there (weights, cache, logits or activations).
+
+    A CUDA fault (not an OOM) ends the search: the lengths already found to fit stand, ``stopped_by`` says
+    which length faulted and why, and no memory breakdown is measured (the context is lost)."""
     from .memory import measure_memory
 
     tried: list[tuple[int, bool]] = []
+    fault: list[str] = []
 
     def fits(n: int) -> bool:
-        ok = prefill_fits(built, n, batch, logits)
+        if fault:  # nothing runs after a fault: the bisection settles on the last length that fitted
+            return False
+        try:
+            ok = probe(built, n, batch, logits)
+        except KernelFault as exc:
+            fault.append(str(exc))
+            ok = False
         tried.append((n, ok))
         return ok
 
     n = largest_fitting(fits, start=start, limit=limit, step=step)
     row: dict[str, Any] = {"frontier_tokens": n, "batch": batch, "logits_mode": logits, "probes": tried,
-                           "hit_limit": n == limit}
-    if n:
+                           "hit_limit": n == limit, "stopped_by": fault[0] if fault else None}
+    if n and not fault:
         at = measure_memory(built, n, batch, logits)
         row.update(memory_at_frontier=at, dominant=at["dominant"])
     return row

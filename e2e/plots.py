@@ -32,7 +32,8 @@ def _label(r: dict[str, Any]) -> str:
 
 def plot_latency(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """TTFT and TPOT against prompt length, one line per model (log-log); an x marks where a model ran out of
-    memory. Where the curves cross is visible."""
+    memory, a dotted line of the same colour the bare prefill forward (TTFT without the generate loop). Where
+    the curves cross is visible."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for label in sorted({_label(r) for r in rows}):
         pts = sorted((r["seqlen"], r["ttft_s"], r["tpot_s"]) for r in _ok(rows) if _label(r) == label)
@@ -41,7 +42,10 @@ def plot_latency(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Pa
             line = ax.plot([p[0] for p in pts], [p[i] * 1e3 for p in pts], marker="o", label=label)[0]
             if ooms and pts:
                 ax.plot(ooms[:1], [pts[-1][i] * 1e3], marker="x", ms=10, color=line.get_color(), ls="none")
-    for ax, title in zip(axes, ("time to first token", "time per output token")):
+        bare = sorted((r["seqlen"], r["prefill_s"]) for r in _ok(rows) if _label(r) == label and r.get("prefill_s"))
+        if bare:
+            axes[0].plot([p[0] for p in bare], [p[1] * 1e3 for p in bare], ls=":", color=line.get_color())
+    for ax, title in zip(axes, ("time to first token (dotted: bare prefill forward)", "time per output token")):
         ax.set(xscale="log", yscale="log", xlabel="prompt length (tokens)", ylabel="ms", title=title)
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=8)

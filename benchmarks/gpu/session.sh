@@ -54,7 +54,7 @@ for phase in "$@"; do
       run_phase ncu $SSM ncu collect all --grid quick --out "$RES/ncu" ;;
     e2e)        # MODELS over LENGTHS: TTFT/TPOT/memory/energy, then the prefill breakdown and the 24 GiB frontier
       for m in ${MODELS:-qwen2.5-0.5b mamba2-780m falcon-h1-0.5b-base}; do
-        run_phase "e2e_run_$m" $SSM e2e run "$m" --seqlen ${LENGTHS:-1k,2k,4k,8k,16k,32k} --gen ${GEN:-128} --reps 2 --out "$RES/e2e"
+        run_phase "e2e_run_$m" $SSM e2e run "$m" --seqlen ${LENGTHS:-1k,2k,4k,8k,16k,32k} --gen ${GEN:-128} --reps 2 ${E2E_FLAGS:-} --out "$RES/e2e"
       done ;;
     e2e_breakdown)
       for m in ${MODELS:-qwen2.5-0.5b mamba2-780m falcon-h1-0.5b-base}; do

@@ -30,13 +30,12 @@ from .ref import scan_args
 from .triton_kernel_v3 import MAX_DSTATE, _num_segments, _num_sms, _selective_scan_carry_kernel, _softplus
 
 
-# Tile shapes, chosen from the sm_90 PTX and ptxas's register report (benchmarks/compile_sm90.py, see
-# README.md): for N <= 16, 2 steps x all N states of one channel per thread and 128 channels per program
-# (lanes and warps all along D: no cross-warp reduction, no barrier in the loop, 248 registers, no spill);
-# for larger N, 4 steps and 64 elements per thread (warps split N: one shared-memory reduction per chunk).
+# Tile shapes: 4 steps x 64 elements per thread, from benchmarks/gpu/scan_tiling.py on the H100 (see
+# README.md). At N <= 16 the 128 channels of a program sit on lanes and warps (no cross-warp reduction, no
+# barrier in the loop); at larger N the warps split N (one shared-memory reduction per chunk).
 def default_tiling(dstate: int) -> tuple[int, int]:
     """(chunk, elements per thread of a [BLOCK_D, BLOCK_N, chunk] tile) for this dstate."""
-    return (2, 32) if dstate <= 16 else (4, 64)
+    return 4, 64
 
 
 @triton.jit

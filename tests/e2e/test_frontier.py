@@ -42,3 +42,38 @@ def test_frontier_command_without_gpu_says_so():
         pytest.skip("checks the CPU-only message")
     result = CliRunner().invoke(main, ["e2e", "frontier", "mamba-130m", "--memory-budget", "8GiB"])
     assert result.exit_code != 0 and "needs a CUDA GPU" in result.output and "Traceback" not in result.output
+
+
+def test_a_cuda_fault_ends_the_search_and_keeps_what_fitted():
+    """What the H100 showed for mamba2-780m under 24 GiB (2026-11-23): past some length a kernel hit an
+    illegal address instead of running out of memory; the search must stop there, not crash or bisect on."""
+    from ssmscope.e2e.frontier import KernelFault, find_frontier
+
+    ran = []
+
+    def probe(built, n, batch, logits):
+        ran.append(n)
+        if n > 300_000:
+            raise KernelFault(f"prefill at {n} tokens: CUDA error: an illegal memory access was encountered")
+        return True
+
+    row = find_frontier(object(), start=1024, limit=1 << 20, probe=probe)
+    assert row["frontier_tokens"] == 262_144  # the last length that ran, found by doubling
+    assert "illegal memory access" in row["stopped_by"] and "524288 tokens" in row["stopped_by"]
+    assert ran[-1] == 524_288 and "memory_at_frontier" not in row  # nothing ran after the fault
+    assert row["probes"][-1] == (524_288, False)
+
+
+def test_out_of_memory_is_an_answer_not_a_fault(monkeypatch):
+    from ssmscope.e2e import memory
+    from ssmscope.e2e.frontier import find_frontier, is_kernel_fault, is_oom
+
+    measured = []
+    monkeypatch.setattr(memory, "measure_memory", lambda built, n, *a: measured.append(n) or {"dominant": "cache_B"})
+
+    oom = RuntimeError("CUDA error: out of memory")
+    assert is_oom(oom) and not is_kernel_fault(oom)
+    assert is_kernel_fault(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    row = find_frontier(object(), start=1024, limit=1 << 20, step=256, probe=lambda b, n, *_: n <= 5000)
+    assert row["frontier_tokens"] == 4864 and row["stopped_by"] is None
+    assert measured == [4864] and row["dominant"] == "cache_B"  # the breakdown is taken at the frontier

@@ -51,6 +51,7 @@ def test_generation_timing_on_cpu(name, tiny_built):
     row = measure_generation(built, seqlen=19, gen_len=3, reps=1)
     assert row["ttft_s"] > 0 and row["tpot_s"] >= 0 and row["total_s"] >= row["ttft_s"] * 0.5
     assert row["prefill_tokens_per_s"] == pytest.approx(19 / row["ttft_s"])
+    assert 0 < row["prefill_s"] < row["total_s"]  # the bare forward: no decode steps in it
     assert built.generate(built.prompt(19), 5).shape == (1, 24)  # never stops early: exactly 5 new tokens
 
 
