@@ -46,11 +46,36 @@ def measure_generation(built: Built, *, seqlen: int, gen_len: int = 256, batch: 
         peak = torch.cuda.max_memory_allocated(device)
         row.update(resident_B=base, peak_generate_B=peak, peak_reserved_B=torch.cuda.max_memory_reserved(device))
         if energy:
-            row.update(measure_energy(lambda: timed(lambda: built.generate(ids, gen_len), device, 1),
-                                      device.index or 0))
-            if row.get("energy_J") is not None:
-                row["energy_per_token_J"] = row["energy_J"] / (batch * gen_len)
+            work, calls = repeated_for(lambda: timed(lambda: built.generate(ids, gen_len), device, 1), ENERGY_MIN_S)
+            found = measure_energy(work, device.index or 0)
+            if found.get("energy_J") is not None:  # per generation: the window held calls[0] of them
+                found.update(energy_window_J=found["energy_J"], energy_generations=calls[0],
+                             energy_J=found["energy_J"] / calls[0])
+                found["energy_per_token_J"] = found["energy_J"] / (batch * gen_len)
+            row.update(found)
     return row
+
+
+# NVML's energy counter advances in coarse steps: over one 0.15 s generation on the H100 it read 1.0 kW
+# (the board's limit is 700 W). Energy is therefore read over at least this many seconds of repeats.
+ENERGY_MIN_S = 1.0
+
+
+def repeated_for(fn: Callable[[], Any], min_seconds: float) -> tuple[Callable[[], float], list[int]]:
+    """A work function that calls ``fn`` until ``min_seconds`` have passed (at least once) and returns the
+    seconds taken; the list holds how many calls the last run made."""
+    calls = [0]
+
+    def work() -> float:
+        calls[0] = 0
+        start = time.perf_counter()
+        while True:
+            fn()
+            calls[0] += 1
+            if time.perf_counter() - start >= min_seconds:
+                return time.perf_counter() - start
+
+    return work, calls
 
 
 def measure_energy(work: Callable[[], float], gpu_index: int = 0) -> dict[str, Any]:

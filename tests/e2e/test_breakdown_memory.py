@@ -222,3 +222,17 @@ def test_rows_append_and_flatten_to_csv(tmp_path):
     assert load_rows(tmp_path, "frontier") == []
     with pytest.raises(ValueError, match="row kind"):
         write_rows(tmp_path, "bogus", [])
+
+
+def test_energy_window_repeats_short_work_until_it_is_long_enough():
+    """A 0.15 s generation is too short for NVML's counter: the work is repeated to fill the window."""
+    import time
+
+    from ssmscope.e2e.run import repeated_for
+
+    ran = []
+    work, calls = repeated_for(lambda: (ran.append(1), time.sleep(0.02)), 0.1)
+    seconds = work()
+    assert seconds >= 0.1 and calls[0] == len(ran) >= 5
+    work_long, calls_long = repeated_for(lambda: time.sleep(0.05), 0.01)
+    assert work_long() >= 0.05 and calls_long[0] == 1  # long work runs once
