@@ -120,7 +120,6 @@ EXTRA = {"ssd": [(dict(batch=1, seqlen=16384, nheads=48, headdim=64, dstate=128,
                        final_states=True), "bf16", {"segment_len": 64})],
          # selective_scan: forced sequence split (state, carry and output passes), N16 and N64.
          "selective_scan": [(dict(batch=1, dim=1536, dstate=16, seqlen=256), "bf16", {"num_segments": 4}),
-                            (dict(batch=1, dim=1536, dstate=16, seqlen=256), "bf16", {"num_segments": 4, "chunk": 4}),
                             (dict(batch=1, dim=1536, dstate=64, seqlen=256), "bf16", {"num_segments": 2}),
                             (dict(batch=2, dim=64, dstate=16, seqlen=256, groups=2), "fp32",
                              {"num_segments": 2, "chunk": 8})]}

@@ -62,7 +62,7 @@ for phase in "$@"; do
       done ;;
     e2e_frontier)
       for m in ${MODELS:-qwen2.5-0.5b mamba2-780m falcon-h1-0.5b-base}; do
-        run_phase "e2e_frontier_$m" $SSM e2e frontier "$m" --memory-budget ${BUDGET_MEM:-24GiB} --out "$RES/e2e"
+        run_phase "e2e_frontier_$m" $SSM e2e frontier "$m" --memory-budget ${BUDGET_MEM:-24GiB} ${FRONTIER_FLAGS:-} --out "$RES/e2e"
       done ;;
     *)
       echo "unknown phase $phase" ;;

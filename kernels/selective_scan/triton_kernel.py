@@ -27,7 +27,8 @@ import triton.language as tl
 
 from ..op import ShapeError
 from .ref import scan_args
-from .triton_kernel_v3 import MAX_DSTATE, _num_segments, _num_sms, _selective_scan_carry_kernel, _softplus
+from .triton_kernel_v3 import (MAX_DSTATE, _entering_state, _num_segments, _num_sms, _scan_params,
+                               _selective_scan_carry_kernel, _softplus, _store_segment_state)
 
 
 # Tile shapes: 4 steps x 64 elements per thread, from benchmarks/gpu/scan_tiling.py on the H100 (see
@@ -117,25 +118,11 @@ def _selective_scan_fwd_kernel(
     d64 = offs_d.to(tl.int64)
     dn_mask = mask_d[:, None] & mask_n[None, :]
 
-    # A pre-scaled by log2(e): each decay is one exp2 (padded states: A = 0 and B = C = 0, so h stays 0).
-    A2 = tl.load(A_ptr + d64[:, None] * stride_ad + offs_n[None, :] * stride_an, mask=dn_mask,
-                 other=0.0).to(tl.float32) * 1.4426950408889634
+    A2, Dv, bias = _scan_params(A_ptr, D_ptr, bias_ptr, offs_d, offs_n, mask_d, dn_mask, stride_ad, stride_an,
+                                HAS_D, HAS_BIAS)
     A3 = A2[:, :, None]
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-
-    # Per-(segment, b, d, n) scratch: [nseg, B, dim, BLOCK_N] fp32 states, [nseg, B, dim] fp32 Σδ.
-    st_rows = state_ptr + (pid_b * dim + d64) * BLOCK_N
-    st_stride = tl.num_programs(2).to(tl.int64) * dim * BLOCK_N
-    if LOAD_STATE:
-        prev = tl.maximum(pid_s - 1, 0)
-        mask_s = mask_d & ((offs_d * 0 + pid_s) > 0)  # segment 0 starts from h = 0
-        h = tl.load(st_rows[:, None] + prev * st_stride + offs_n[None, :],
-                    mask=mask_s[:, None] & (offs_n < BLOCK_N)[None, :], other=0.0)
-    else:
-        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    h, st_rows, st_stride = _entering_state(state_ptr, dim, offs_d, offs_n, mask_d, pid_s, pid_b, BLOCK_D, BLOCK_N,
+                                            LOAD_STATE)
 
     # Every [BLOCK_D, CHUNK] quantity is kept as [BLOCK_D, 1, CHUNK]: then it has the layout of the 3-D tiles
     # it meets (a 2-D tile would get its own, and a conversion through shared memory per use).
@@ -149,12 +136,8 @@ def _selective_scan_fwd_kernel(
     c_rows = C_ptr + pid_b * stride_cb + g * stride_cg + offs_n[None, :, None] * stride_cn
     mask_d3 = mask_d[:, None, None]
     dn_mask3 = dn_mask[:, :, None]
-    Dv3 = A3  # placeholders, read only under HAS_D / HAS_BIAS
-    bias3 = A3
-    if HAS_D:
-        Dv3 = Dv[:, None, None]
-    if HAS_BIAS:
-        bias3 = bias[:, None, None]
+    Dv3 = Dv[:, None, None]
+    bias3 = bias[:, None, None]
 
     # Whole chunks run unmasked along L (a mask that varies along L would split every vector load into
     # scalar ones); a ragged last chunk gets the masked copy.
@@ -174,9 +157,8 @@ def _selective_scan_fwd_kernel(
                          STATE_PASS, True)
 
     if STATE_PASS:
-        tl.store(st_rows[:, None] + pid_s * st_stride + offs_n[None, :], h, mask=mask_d[:, None])
-        ds_rows = dsum_ptr + (pid_s * tl.num_programs(2).to(tl.int64) + pid_b) * dim + d64
-        tl.store(ds_rows, tl.reshape(dsum, [BLOCK_D]), mask=mask_d)
+        _store_segment_state(st_rows, st_stride, dsum_ptr, h, tl.reshape(dsum, [BLOCK_D]), dim, offs_d, offs_n,
+                             mask_d, pid_s, pid_b)
 
 
 def _block_sizes(dim: int, dstate: int, chunk: int, per_thread: int, num_warps: int) -> tuple[int, int]:

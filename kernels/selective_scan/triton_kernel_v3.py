@@ -115,6 +115,49 @@ def _steps8(h, A2, dt8, dtu8, b_ptrs, c_ptrs, BD: tl.constexpr, BN: tl.constexpr
     return h, y8
 
 
+# ---------------------------------------------------------------------------------- shared by v3 and v4
+@triton.jit
+def _scan_params(A_ptr, D_ptr, bias_ptr, offs_d, offs_n, mask_d, dn_mask, stride_ad, stride_an,
+                 HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """A [BLOCK_D, BLOCK_N] pre-scaled by log2(e), so that each decay is one exp2 (padded states: A = 0 and
+    B = C = 0, so h stays 0); D and delta_bias [BLOCK_D] (zeros when absent)."""
+    d64 = offs_d.to(tl.int64)
+    A2 = tl.load(A_ptr + d64[:, None] * stride_ad + offs_n[None, :] * stride_an, mask=dn_mask,
+                 other=0.0).to(tl.float32) * 1.4426950408889634
+    Dv = tl.zeros(offs_d.shape, dtype=tl.float32)
+    bias = tl.zeros(offs_d.shape, dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    return A2, Dv, bias
+
+
+@triton.jit
+def _entering_state(state_ptr, dim, offs_d, offs_n, mask_d, pid_s, pid_b, BLOCK_D: tl.constexpr,
+                    BLOCK_N: tl.constexpr, LOAD_STATE: tl.constexpr):
+    """The state entering this segment (h = 0, or slot pid_s − 1 of the scratch the carry pass filled), and
+    where this program's rows of the scratch are: [nseg, B, dim, BLOCK_N] fp32 states."""
+    st_rows = state_ptr + (pid_b * dim + offs_d.to(tl.int64)) * BLOCK_N
+    st_stride = tl.num_programs(2).to(tl.int64) * dim * BLOCK_N
+    if LOAD_STATE:
+        prev = tl.maximum(pid_s - 1, 0)
+        mask_s = mask_d & ((offs_d * 0 + pid_s) > 0)  # segment 0 starts from h = 0
+        h = tl.load(st_rows[:, None] + prev * st_stride + offs_n[None, :],
+                    mask=mask_s[:, None] & (offs_n < BLOCK_N)[None, :], other=0.0)
+    else:
+        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    return h, st_rows, st_stride
+
+
+@triton.jit
+def _store_segment_state(st_rows, st_stride, dsum_ptr, h, dsum, dim, offs_d, offs_n, mask_d, pid_s, pid_b):
+    """State pass: this segment's final state (from h = 0) and its Σδ, for the carry pass."""
+    tl.store(st_rows[:, None] + pid_s * st_stride + offs_n[None, :], h, mask=mask_d[:, None])
+    ds_rows = dsum_ptr + (pid_s * tl.num_programs(2).to(tl.int64) + pid_b) * dim + offs_d.to(tl.int64)
+    tl.store(ds_rows, dsum, mask=mask_d)
+
+
 # ---------------------------------------------------------------------------------- the scan kernel
 # Sizes are not specialized (== 1, divisible by 16): that would only multiply compiled variants across a
 # grid of lengths; strides still are (a unit stride along L lets loads vectorize).
@@ -146,24 +189,10 @@ def _selective_scan_fwd_kernel(
     d64 = offs_d.to(tl.int64)
     dn_mask = mask_d[:, None] & mask_n[None, :]
 
-    # A pre-scaled by log2(e): each decay is one exp2 (padded states: A = 0, B = C = 0, so h stays 0).
-    A2 = tl.load(A_ptr + d64[:, None] * stride_ad + offs_n[None, :] * stride_an, mask=dn_mask,
-                 other=0.0).to(tl.float32) * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-
-    # Per-(segment, b, d, n) scratch: [nseg, B, dim, BLOCK_N] fp32 states, [nseg, B, dim] fp32 Σδ.
-    st_rows = state_ptr + (pid_b * dim + d64) * BLOCK_N
-    st_stride = tl.num_programs(2).to(tl.int64) * dim * BLOCK_N
-    if LOAD_STATE:
-        prev = tl.maximum(pid_s - 1, 0)
-        mask_s = mask_d & ((offs_d * 0 + pid_s) > 0)  # segment 0 starts from h = 0
-        h = tl.load(st_rows[:, None] + prev * st_stride + offs_n[None, :],
-                    mask=mask_s[:, None] & (offs_n < BLOCK_N)[None, :], other=0.0)
-    else:
-        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    A2, Dv, bias = _scan_params(A_ptr, D_ptr, bias_ptr, offs_d, offs_n, mask_d, dn_mask, stride_ad, stride_an,
+                                HAS_D, HAS_BIAS)
+    h, st_rows, st_stride = _entering_state(state_ptr, dim, offs_d, offs_n, mask_d, pid_s, pid_b, BLOCK_D, BLOCK_N,
+                                            LOAD_STATE)
 
     u_rows = u_ptr + pid_b * stride_ub + d64 * stride_ud
     dt_rows = delta_ptr + pid_b * stride_db + d64 * stride_dd
@@ -210,9 +239,7 @@ def _selective_scan_fwd_kernel(
             tl.store(out_rows[:, None] + t[None, :] * stride_ol, y.to(out_ptr.dtype.element_ty), mask=mask_dt)
 
     if STATE_PASS:
-        tl.store(st_rows[:, None] + pid_s * st_stride + offs_n[None, :], h, mask=mask_d[:, None])
-        ds_rows = dsum_ptr + (pid_s * tl.num_programs(2).to(tl.int64) + pid_b) * dim + d64
-        tl.store(ds_rows, dsum, mask=mask_d)
+        _store_segment_state(st_rows, st_stride, dsum_ptr, h, dsum, dim, offs_d, offs_n, mask_d, pid_s, pid_b)
 
 
 @triton.jit(do_not_specialize=["dim", "nseg"])
