@@ -80,3 +80,16 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     if z is not None:
         y = y * F.silu(z.to(acc))
     return y.to(u.dtype)
+
+
+OURS_MAX_DSTATE = 256  # our kernels keep a channel's whole state row [N] in one tile
+
+
+def ours_output(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """The checks every version of our Triton scan shares (dtype, N <= 256) and its output [B, D, L] in u's
+    dtype, not yet written."""
+    if u.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ShapeError(f"selective_scan (triton): u must be fp32, fp16 or bf16, got {u.dtype}")
+    if A.shape[1] > OURS_MAX_DSTATE:
+        raise ShapeError(f"selective_scan (triton): dstate {A.shape[1]} exceeds the limit of {OURS_MAX_DSTATE}")
+    return torch.empty(u.shape, device=u.device, dtype=u.dtype)
