@@ -24,7 +24,10 @@ os.environ.pop("TRITON_INTERPRET", None)  # we want real JIT functions, not the 
 
 import torch  # noqa: E402
 import triton  # noqa: E402
-from triton._C.libtriton import native_specialize_impl  # noqa: E402
+try:  # the JIT's own argument specialization (Triton >= 3.5); without it the IR is not the one the GPU runs
+    from triton._C.libtriton import native_specialize_impl  # noqa: E402
+except ImportError:
+    sys.exit(f"benchmarks/compile_sm90.py needs Triton >= 3.5 (native_specialize_impl); found {triton.__version__}")
 from triton.backends.compiler import BaseBackend, GPUTarget  # noqa: E402
 
 from ssmscope import kernels  # noqa: E402
@@ -46,13 +49,13 @@ class Capture:
         values = dict(zip(names, args)) | kw
         signature, constexprs, attrs = {}, {}, {}
         for i, param in enumerate(self.fn.params):
-            v = values.get(param.name)
+            v = values.get(param.name, param.default if param.has_default else None)
             if param.is_constexpr:
                 signature[param.name], constexprs[(i,)] = "constexpr", v
                 continue
             # The JIT's own specialization: ints equal to 1 become constants, pointers and ints divisible
             # by 16 carry tt.divisibility (unless do_not_specialize): without it the IR is not the GPU's.
-            kind, attr = native_specialize_impl(BaseBackend, v, False, not param.do_not_specialize,
+            kind, attr = native_specialize_impl(BaseBackend, v, param.is_const, not param.do_not_specialize,
                                                 not param.do_not_specialize_on_alignment)
             signature[param.name] = kind
             if kind == "constexpr":
@@ -62,16 +65,16 @@ class Capture:
         src = triton.compiler.ASTSource(fn=self.fn, signature=signature, constexprs=constexprs, attrs=attrs)
         try:
             k = triton.compile(src, target=TARGET, options=options)
-            counts = ptx_counts(k.asm["ptx"])
             if DUMP_DIR:
                 stem = os.path.join(DUMP_DIR, f"{self.fn.__name__}-{len(self.results)}")
                 for ext in ("ttgir", "ptx"):
                     with open(f"{stem}.{ext}", "w") as f:
                         f.write(k.asm[ext])
-            self.results.append((self.fn.__name__, "ok", counts, k.metadata.shared, options))
         except Exception as exc:  # report and carry on with the other configs
             self.results.append((self.fn.__name__, f"FAILED {type(exc).__name__}: {str(exc)[-600:]}", None, None,
                                  options))
+            return
+        self.results.append((self.fn.__name__, "ok", ptx_counts(k.asm["ptx"]), k.metadata.shared, options))
 
 
 # PTX instructions worth counting before any GPU time: barriers and shared-memory traffic inside a loop mean
@@ -86,17 +89,25 @@ def ptx_counts(ptx: str) -> dict[str, int]:
 
 
 def ptxas_usage(ptx: str) -> dict[str, int]:
-    """Registers and spill bytes from the ptxas that ships with Triton (`ptxas -v`), no driver needed."""
-    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "k.ptx")
-        with open(src, "w") as f:
-            f.write(ptx)
-        run = subprocess.run([ptxas, f"-arch=sm_{TARGET.arch}a", "-v", src, "-o", os.devnull],
-                             capture_output=True, text=True)
-    info = run.stderr
-    regs = re.search(r"Used (\d+) registers", info)
-    spills = re.search(r"(\d+) bytes spill stores", info)
+    """Registers and spill bytes from the ptxas Triton itself uses for sm_90 (`ptxas -v`), no driver needed;
+    -1 (and a note on stderr) when ptxas cannot say."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        ptxas = get_ptxas(TARGET.arch).path
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "k.ptx")
+            with open(src, "w") as f:
+                f.write(ptx)
+            run = subprocess.run([ptxas, f"-arch=sm_{TARGET.arch}a", "-v", src, "-o", os.devnull],
+                                 capture_output=True, text=True, timeout=120)
+    except (ImportError, OSError, subprocess.SubprocessError) as exc:
+        print(f"ptxas: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {"regs": -1, "spill_B": -1}
+    if run.returncode != 0:
+        print(f"ptxas exited {run.returncode}: {run.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    regs = re.search(r"Used (\d+) registers", run.stderr)
+    spills = re.search(r"(\d+) bytes spill stores", run.stderr)
     return {"regs": int(regs.group(1)) if regs else -1, "spill_B": int(spills.group(1)) if spills else -1}
 
 

@@ -153,10 +153,11 @@ def _run_model(model: str, lengths: list[int], *, gen_len: int, batch: int, reps
                tiny: bool, device: str, dtype: str, backend: str, attn_implementation: str, checkpoint: str | None,
                memory: bool, decode_profile: bool, energy: bool,
                on_row: Callable[[dict[str, Any]], None] = lambda row: None) -> list[dict[str, Any]]:
-    """One model over ``lengths``; an unbuildable model gives one 'unbuildable' row, an OOM ends its sweep.
+    """One model over ``lengths``; an unbuildable model gives one 'unbuildable' row, an OOM or a CUDA fault
+    ends its sweep with an 'oom' / 'fault' row.
     ``on_row`` sees each row as soon as it is measured (so an interrupted sweep keeps what it measured)."""
     from .build import Unbuildable, build
-    from .frontier import is_oom
+    from .frontier import is_kernel_fault, is_oom
     from .memory import measure_memory
     from .profile import profile_decode, profile_prefill
     from .run import measure_generation
@@ -182,10 +183,14 @@ def _run_model(model: str, lengths: list[int], *, gen_len: int, batch: int, reps
             if decode_profile:
                 row.update(profile_decode(built, seqlen=n, gen_len=min(gen_len, 32), batch=batch))
             row["kernel_paths"] = paths
-        except Exception as exc:  # noqa: BLE001 - OOM is a result; anything else is a bug and propagates
-            if not is_oom(exc):
+        except Exception as exc:  # noqa: BLE001 - OOM and CUDA faults are results; anything else propagates
+            if is_oom(exc):
+                rows.append({**base, "status": "oom", "seqlen": n, "batch": batch})
+            elif is_kernel_fault(exc):  # the CUDA context is lost: nothing more can run in this process
+                rows.append({**base, "status": "fault", "seqlen": n, "batch": batch,
+                             "reason": str(exc).strip().splitlines()[0]})
+            else:
                 raise
-            rows.append({**base, "status": "oom", "seqlen": n, "batch": batch})
             on_row(rows[-1])
             break
         row["measure_s"] = round(time.perf_counter() - start, 2)

@@ -86,8 +86,15 @@ class KernelFault(RuntimeError):
     context is lost, so nothing more can run in this process."""
 
 
+# How a lost CUDA context reads: torch ("CUDA error: an illegal memory access"), Triton's launcher
+# ("Triton Error [CUDA]: ..."), cuBLAS / cuDNN ("CUBLAS_STATUS_EXECUTION_FAILED", "CUDNN_STATUS_EXECUTION_FAILED").
+FAULT_MARKERS = ("CUDA error", "Triton Error [CUDA]", "EXECUTION_FAILED", "illegal memory access",
+                 "unspecified launch failure")
+
+
 def is_kernel_fault(exc: BaseException) -> bool:
-    return not is_oom(exc) and "CUDA error" in str(exc)
+    text = str(exc)
+    return not is_oom(exc) and any(marker in text for marker in FAULT_MARKERS)
 
 
 def prefill_fits(built: Built, seqlen: int, batch: int = 1, logits: str = "last") -> bool:
@@ -167,6 +174,11 @@ def find_frontier(built: Built, batch: int = 1, logits: str = "last", start: int
     row: dict[str, Any] = {"frontier_tokens": n, "batch": batch, "logits_mode": logits, "probes": tried,
                            "hit_limit": n == limit, "stopped_by": fault[0] if fault else None}
     if n and not fault:
-        at = measure_memory(built, n, batch, logits)
-        row.update(memory_at_frontier=at, dominant=at["dominant"])
+        try:
+            at = measure_memory(built, n, batch, logits)
+            row.update(memory_at_frontier=at, dominant=at["dominant"])
+        except Exception as exc:  # noqa: BLE001 - the frontier stands; only its breakdown is lost
+            if not (is_oom(exc) or is_kernel_fault(exc)):
+                raise
+            row["memory_note"] = f"breakdown at the frontier failed: {str(exc).strip().splitlines()[0]}"
     return row

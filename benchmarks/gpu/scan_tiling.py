@@ -56,6 +56,9 @@ def main() -> None:
                     rows.append((f"chunk{chunk} ept{per_thread} w{warps}", err, t.median_ms))
                 except Exception as exc:  # noqa: BLE001 - one tiling failing must not hide the others
                     print(f"  chunk{chunk} ept{per_thread} w{warps}: {type(exc).__name__}: {str(exc)[:200]}")
+            if not rows:
+                print(f"B1 D{args.dim} N{dstate} L{seqlen}: no implementation ran")
+                continue
             base = rows[0][2]
             print(f"B1 D{args.dim} N{dstate} L{seqlen} bf16")
             for name, err, ms in rows:

@@ -206,8 +206,8 @@ def _selective_scan_fwd_kernel(
     for t0 in range(start, end, CHUNK):
         t = t0 + offs_t
         mask_dt = mask_d[:, None] & (t < seqlen)[None, :]
-        u = tl.load(u_rows[:, None] + t[None, :] * stride_ul, mask=mask_dt, other=0.0).to(tl.float32)
-        dt = tl.load(dt_rows[:, None] + t[None, :] * stride_dl, mask=mask_dt, other=0.0).to(tl.float32)
+        u = tl.load(u_rows[:, None] + t[None, :].to(tl.int64) * stride_ul, mask=mask_dt, other=0.0).to(tl.float32)
+        dt = tl.load(dt_rows[:, None] + t[None, :].to(tl.int64) * stride_dl, mask=mask_dt, other=0.0).to(tl.float32)
         if HAS_BIAS:
             dt += bias[:, None]
         if SOFTPLUS:
@@ -232,9 +232,9 @@ def _selective_scan_fwd_kernel(
             if HAS_D:
                 y += Dv[:, None] * u
             if HAS_Z:
-                zt = tl.load(z_rows[:, None] + t[None, :] * stride_zl, mask=mask_dt, other=0.0).to(tl.float32)
+                zt = tl.load(z_rows[:, None] + t[None, :].to(tl.int64) * stride_zl, mask=mask_dt, other=0.0).to(tl.float32)
                 y *= tl.fdiv(zt, 1.0 + tl.exp(-zt))
-            tl.store(out_rows[:, None] + t[None, :] * stride_ol, y.to(out_ptr.dtype.element_ty), mask=mask_dt)
+            tl.store(out_rows[:, None] + t[None, :].to(tl.int64) * stride_ol, y.to(out_ptr.dtype.element_ty), mask=mask_dt)
 
     if STATE_PASS:
         _store_segment_state(st_rows, st_stride, dsum_ptr, h, dsum, dim, offs_d, offs_n, mask_d, pid_s, pid_b)

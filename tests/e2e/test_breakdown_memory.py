@@ -233,6 +233,6 @@ def test_energy_window_repeats_short_work_until_it_is_long_enough():
     ran = []
     work, calls = repeated_for(lambda: (ran.append(1), time.sleep(0.02)), 0.1)
     seconds = work()
-    assert seconds >= 0.1 and calls[0] == len(ran) >= 5
+    assert seconds >= 0.1 and calls[0] == len(ran) >= 2  # repeated, however long each sleep overran
     work_long, calls_long = repeated_for(lambda: time.sleep(0.05), 0.01)
     assert work_long() >= 0.05 and calls_long[0] == 1  # long work runs once

@@ -77,3 +77,33 @@ def test_out_of_memory_is_an_answer_not_a_fault(monkeypatch):
     row = find_frontier(object(), start=1024, limit=1 << 20, step=256, probe=lambda b, n, *_: n <= 5000)
     assert row["frontier_tokens"] == 4864 and row["stopped_by"] is None
     assert measured == [4864] and row["dominant"] == "cache_B"  # the breakdown is taken at the frontier
+
+
+@pytest.mark.parametrize("message", ["CUDA error: an illegal memory access was encountered",
+                                     "Triton Error [CUDA]: an illegal memory access was encountered",
+                                     "CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling cublasGemmEx"])
+def test_prefill_fits_turns_a_cuda_fault_into_kernel_fault(message):
+    """The fault may surface in torch, in Triton's launcher (mamba_ssm's SSD kernels) or in cuBLAS."""
+    from ssmscope.e2e.frontier import KernelFault, prefill_fits
+
+    class Faulting:
+        def prompt(self, n, batch):
+            return None
+
+        def prefill(self, ids, logits):
+            raise RuntimeError(message)
+
+    with pytest.raises(KernelFault, match="prefill at 4096 tokens"):
+        prefill_fits(Faulting(), 4096)
+
+
+def test_a_failed_breakdown_at_the_frontier_keeps_the_frontier(monkeypatch):
+    from ssmscope.e2e import memory
+    from ssmscope.e2e.frontier import find_frontier
+
+    def oom(*args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(memory, "measure_memory", oom)
+    row = find_frontier(object(), start=1024, limit=8192, probe=lambda *a: True)
+    assert row["frontier_tokens"] == 8192 and "out of memory" in row["memory_note"] and "dominant" not in row

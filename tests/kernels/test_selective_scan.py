@@ -287,3 +287,13 @@ def test_ours_matches_official_on_paper_shapes():
 def test_triton_small_grid_on_gpu():
     results = list(check(OP, ["triton"], grid="small", device="cuda", seed=0))
     assert not [(r.config, r.dtype, r.status, r.message) for r in results if r.status != "pass"]
+
+
+@pytest.mark.parametrize("knobs, match", [(dict(chunk=3), "chunk must be"), (dict(chunk=0), "chunk must be"),
+                                          (dict(per_thread=48), "power of two")])
+def test_triton_rejects_bad_tiling_knobs(knobs, match):
+    from ssmscope.kernels.selective_scan.triton_kernel import selective_scan as triton_scan
+
+    kw = OP.make_inputs(batch=1, dim=4, dstate=4, seqlen=8, dtype="fp32", seed=0)
+    with pytest.raises(ValueError, match=match):
+        triton_scan(**kw, **knobs)
