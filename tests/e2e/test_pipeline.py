@@ -124,40 +124,27 @@ def test_an_interrupted_run_keeps_the_lengths_it_measured(tmp_path, monkeypatch)
     assert "mamba2-130m L=8" in result.output
 
 
-def test_an_oom_ends_that_models_sweep(monkeypatch):
+@pytest.mark.parametrize("error, status", [
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "oom"),
+    # a kernel fault, as Triton's launcher reports it: the CUDA context is lost, so record it and stop
+    (RuntimeError("Triton Error [CUDA]: an illegal memory access was encountered"), "fault")], ids=["oom", "fault"])
+def test_an_oom_or_a_cuda_fault_ends_that_models_sweep(monkeypatch, error, status):
     from ssmscope.e2e import commands, run
 
     real = run.measure_generation
 
     def measure(built, *, seqlen, **kw):
         if seqlen > 10:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise error
         return real(built, seqlen=seqlen, **kw)
 
     monkeypatch.setattr(run, "measure_generation", measure)
     rows = commands._run_model("mamba-130m", [8, 16, 32], gen_len=2, batch=1, reps=1, layers=None, tiny=True,
                                device="cpu", dtype="fp32", backend="hf", attn_implementation="sdpa",
                                checkpoint=None, memory=False, decode_profile=False, energy=False)
-    assert [(r["seqlen"], r["status"]) for r in rows] == [(8, "ok"), (16, "oom")]
-
-
-def test_a_cuda_fault_ends_that_models_sweep_with_a_fault_row(monkeypatch):
-    """A kernel fault (here as Triton's launcher reports it) loses the CUDA context: record it, stop."""
-    from ssmscope.e2e import commands, run
-
-    real = run.measure_generation
-
-    def measure(built, *, seqlen, **kw):
-        if seqlen > 10:
-            raise RuntimeError("Triton Error [CUDA]: an illegal memory access was encountered")
-        return real(built, seqlen=seqlen, **kw)
-
-    monkeypatch.setattr(run, "measure_generation", measure)
-    rows = commands._run_model("mamba-130m", [8, 16, 32], gen_len=2, batch=1, reps=1, layers=None, tiny=True,
-                               device="cpu", dtype="fp32", backend="hf", attn_implementation="sdpa",
-                               checkpoint=None, memory=False, decode_profile=False, energy=False)
-    assert [(r["seqlen"], r["status"]) for r in rows] == [(8, "ok"), (16, "fault")]
-    assert "illegal memory access" in rows[-1]["reason"]
+    assert [(r["seqlen"], r["status"]) for r in rows] == [(8, "ok"), (16, status)]
+    if status == "fault":
+        assert "illegal memory access" in rows[-1]["reason"]
 
 
 def test_breakdown_and_plot_commands(tmp_path):
