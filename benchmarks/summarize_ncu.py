@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from ssmscope.microbench.rows import read_jsonl
+
 COLUMNS = ["op", "impl", "config", "kernels", "µs", "DRAM TB/s", "of peak", "DRAM / min bytes", "FP32 TFLOP/s",
            "tensor TFLOP/s", "SFU G/s", "AI DRAM", "AI L2", "AI L1"]
 
@@ -31,7 +33,7 @@ def _cells(p: dict) -> list[str]:
 
 
 def summarize(run: Path) -> str:
-    points = [json.loads(line) for line in (run / "ncu_points.jsonl").read_text().splitlines() if line.strip()]
+    points = read_jsonl(run / "ncu_points.jsonl")  # or its .gz copy
     meta = json.loads((run / "ncu_meta.json").read_text()) if (run / "ncu_meta.json").exists() else {}
     lines = [f"# ncu summary: {run.name}", "",
              f"{len(points)} points, {meta.get('n_kernels', '?')} kernels ({meta.get('n_unattributed', '?')} outside "

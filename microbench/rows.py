@@ -6,6 +6,7 @@ per-repetition times of each timed point (for bootstrap intervals), keyed like t
 """
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
@@ -85,29 +86,45 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """JSON lines; a torn last line (a crash mid-write) is skipped, any other bad line is an error."""
+def stored(path: str | Path) -> Path | None:
+    """``path`` if it exists, else its gzipped copy ``path.gz`` (how committed runs keep large files), else None."""
     path = Path(path)
-    if not path.exists():
+    for candidate in (path, path.with_name(path.name + ".gz")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def numbered_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of a JSON-lines file or its ``.gz`` copy; [] when neither exists. A torn last
+    line (a crash mid-write) is skipped, any other bad line is an error."""
+    found = stored(path)
+    if found is None:
         return []
-    lines = path.read_text().splitlines()
+    text = gzip.decompress(found.read_bytes()).decode() if found.suffix == ".gz" else found.read_text()
+    lines = text.splitlines()
     out = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append((i + 1, json.loads(line)))
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 continue
-            raise ValueError(f"{path}:{i + 1}: not a JSON object") from None
+            raise ValueError(f"{found}:{i + 1}: not a JSON object") from None
     return out
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The objects of :func:`numbered_jsonl`."""
+    return [obj for _, obj in numbered_jsonl(path)]
 
 
 def load_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of a bench run directory (``RUN/rows.jsonl``), in the order they were measured."""
     run_dir = Path(run_dir)
-    if not (run_dir / ROWS).exists():
+    if stored(run_dir / ROWS) is None:
         raise FileNotFoundError(f"{run_dir} has no {ROWS} (is it a `ssmscope bench` run directory?)")
     return read_jsonl(run_dir / ROWS)
 

@@ -9,12 +9,12 @@ kernel gives one point per memory level (the hierarchical roofline), with the FL
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..microbench.rows import numbered_jsonl, stored
 from .core import BOUNDS, Roofline, op_cost, precision_of, roofline
 from .devices import Device, DeviceError, get_device, match_device
 
@@ -89,18 +89,6 @@ class Run:
         return sorted({p.device for p in self.points + self.ncu_points})
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-
-
 class _DeviceResolver:
     """Maps each row's ``gpu`` string to a device file once (or uses the device the caller named)."""
 
@@ -131,12 +119,12 @@ def load_run(path: str | Path, device: Device | str | None = None) -> Run:
     """Points of a bench run directory (``device`` overrides the GPU named in the rows)."""
     path = Path(path)
     rows_path = path / "rows.jsonl"
-    if not rows_path.exists():
+    if stored(rows_path) is None:
         raise FileNotFoundError(f"{path} has no rows.jsonl (is it a `ssmscope bench` run directory?)")
     resolve = _DeviceResolver(device)
     run = Run(path=path)
     skipped: dict[str, int] = {}
-    for lineno, row in _read_jsonl(rows_path):
+    for lineno, row in numbered_jsonl(rows_path):
         status = str(row.get("status", "")).lower()
         ms = row.get("device_ms")
         if status not in OK_STATUSES or not ms or ms <= 0:
@@ -147,12 +135,11 @@ def load_run(path: str | Path, device: Device | str | None = None) -> Run:
     for reason, n in sorted(skipped.items()):
         run.notes.append(f"skipped {n} row(s) of rows.jsonl: {reason}")
     ncu_path = path / "ncu_points.jsonl"
-    if ncu_path.exists():
-        for lineno, row in _read_jsonl(ncu_path):
-            pts, ceilings = _ncu_points(row, resolve, run.notes, f"{ncu_path}:{lineno}")
-            run.ncu_points.extend(pts)
-            if pts and ceilings:
-                run.ncu_ceilings.setdefault(pts[0].device, {}).update(ceilings)
+    for lineno, row in numbered_jsonl(ncu_path):
+        pts, ceilings = _ncu_points(row, resolve, run.notes, f"{ncu_path}:{lineno}")
+        run.ncu_points.extend(pts)
+        if pts and ceilings:
+            run.ncu_ceilings.setdefault(pts[0].device, {}).update(ceilings)
     for note in run.notes:
         log.info("%s: %s", path, note)
     return run
