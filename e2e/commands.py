@@ -157,6 +157,7 @@ def _run_model(model: str, lengths: list[int], *, gen_len: int, batch: int, reps
     ends its sweep with an 'oom' / 'fault' row.
     ``on_row`` sees each row as soon as it is measured (so an interrupted sweep keeps what it measured)."""
     from .build import Unbuildable, build
+    from ..kernels.op import first_line
     from .frontier import is_kernel_fault, is_oom
     from .memory import measure_memory
     from .profile import profile_decode, profile_prefill
@@ -188,7 +189,7 @@ def _run_model(model: str, lengths: list[int], *, gen_len: int, batch: int, reps
                 rows.append({**base, "status": "oom", "seqlen": n, "batch": batch})
             elif is_kernel_fault(exc):  # the CUDA context is lost: nothing more can run in this process
                 rows.append({**base, "status": "fault", "seqlen": n, "batch": batch,
-                             "reason": str(exc).strip().splitlines()[0]})
+                             "reason": first_line(exc)})
             else:
                 raise
             on_row(rows[-1])

@@ -102,6 +102,8 @@ def prefill_fits(built: Built, seqlen: int, batch: int = 1, logits: str = "last"
     on any other CUDA error."""
     import torch
 
+    from ..kernels.op import first_line
+
     try:
         out = built.prefill(built.prompt(seqlen, batch), logits=logits)
         torch.cuda.synchronize()
@@ -109,7 +111,7 @@ def prefill_fits(built: Built, seqlen: int, batch: int = 1, logits: str = "last"
         return True
     except Exception as exc:  # noqa: BLE001 - out-of-memory is an answer; a CUDA fault ends the search
         if is_kernel_fault(exc):
-            raise KernelFault(f"prefill at {seqlen} tokens: {str(exc).splitlines()[0]}") from None
+            raise KernelFault(f"prefill at {seqlen} tokens: {first_line(exc)}") from None
         if not is_oom(exc):
             raise
         return False
@@ -154,6 +156,7 @@ def find_frontier(built: Built, batch: int = 1, logits: str = "last", start: int
 
     A CUDA fault (not an OOM) ends the search: the lengths already found to fit stand, ``stopped_by`` says
     which length faulted and why, and no memory breakdown is measured (the context is lost)."""
+    from ..kernels.op import first_line
     from .memory import measure_memory
 
     tried: list[tuple[int, bool]] = []
@@ -180,5 +183,5 @@ def find_frontier(built: Built, batch: int = 1, logits: str = "last", start: int
         except Exception as exc:  # noqa: BLE001 - the frontier stands; only its breakdown is lost
             if not (is_oom(exc) or is_kernel_fault(exc)):
                 raise
-            row["memory_note"] = f"breakdown at the frontier failed: {str(exc).strip().splitlines()[0]}"
+            row["memory_note"] = f"breakdown at the frontier failed: {first_line(exc)}"
     return row

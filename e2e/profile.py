@@ -111,16 +111,17 @@ def profile_decode(built: Built, *, seqlen: int, gen_len: int = 32, batch: int =
     wall = (timed(lambda: built.generate(ids, gen_len), device, 1)
             - timed(lambda: built.generate(ids, 1), device, 1)) / steps
     row: dict[str, Any] = {"seqlen": seqlen, "gen_len": gen_len, "batch": batch, "decode_wall_per_step_s": wall}
+    unmeasured = {**row, "decode_device_per_step_s": None, "decode_kernels_per_step": None, "device_busy": None}
     if device.type != "cuda":
-        return {**row, "decode_device_per_step_s": None, "decode_kernels_per_step": None, "device_busy": None}
+        return unmeasured
     if built.backend == "mamba_ssm":  # decode replays a CUDA graph: the profiler does not list its kernels
-        return {**row, "decode_device_per_step_s": None, "decode_kernels_per_step": None, "device_busy": None,
+        return {**unmeasured,
                 "decode_profile_note": "decode is a CUDA-graph replay; its kernels are invisible to the profiler"}
     one = kernel_records(_profile(lambda: built.generate(ids, 1), device), True)
     many = kernel_records(_profile(lambda: built.generate(ids, gen_len), device), True)
     dev = (sum(r[1] for r in many) - sum(r[1] for r in one)) / steps
     if dev <= 0 or wall <= 0 or dev > 1.05 * wall:  # differences of noisy runs that say nothing
-        return {**row, "decode_device_per_step_s": None, "decode_kernels_per_step": None, "device_busy": None,
+        return {**unmeasured,
                 "decode_profile_note": f"unresolved: device {dev * 1e3:.3f} ms, wall {wall * 1e3:.3f} ms per step"}
     row.update(decode_device_per_step_s=dev, decode_kernels_per_step=(len(many) - len(one)) / steps,
                device_busy=dev / wall)

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from .op import DTYPES, Op, ShapeError, Unavailable, default_device, use_triton_interpreter
+from .op import DTYPES, Op, ShapeError, Unavailable, default_device, first_line, use_triton_interpreter
 
 
 @dataclass
@@ -168,7 +168,7 @@ def check_one(op: Op, impl_name: str, config: Mapping[str, Any], *, device: str,
     except torch.cuda.OutOfMemoryError:
         res.status, res.message = "oom", "CUDA out of memory"
     except Exception as exc:  # one line per failure, never a traceback
-        res.status, res.message = "error", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        res.status, res.message = "error", f"{type(exc).__name__}: {first_line(exc)}"
     finally:
         res.seconds = time.perf_counter() - started
         if device.startswith("cuda"):

@@ -43,6 +43,12 @@ class ShapeError(ValueError):
     """A shape or option that an op (or one implementation) does not support; the message names the limit."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (CUDA and Triton errors run to many lines), cut at ``limit``."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
 class Unavailable(RuntimeError):
     """An implementation that cannot run here: not installed, no GPU, unsupported architecture."""
 

@@ -27,7 +27,7 @@ import torch
 
 from .. import kernels
 from ..kernels.check import check_one
-from ..kernels.op import DTYPES, Op, Shape, ShapeError, Unavailable, default_device, use_triton_interpreter
+from ..kernels.op import DTYPES, Op, Shape, ShapeError, Unavailable, default_device, first_line, use_triton_interpreter
 from . import env as _env
 from . import metrics
 from .grid import build_configs
@@ -385,7 +385,7 @@ def _describe(fn: Callable[..., Any], inputs: Mapping[str, Any]) -> str | None:
 def classify(exc: BaseException) -> tuple[str, str]:
     """An exception -> (status, one-line message)."""
     text = str(exc).strip()
-    line = text.splitlines()[0][:300] if text else ""
+    line = first_line(exc)
     low = text.lower()
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in low \
             or "can't allocate memory" in low:

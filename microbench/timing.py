@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..kernels.op import first_line
 from . import env as _env
 from .stats import summarize
 
@@ -249,7 +250,7 @@ class _CudaRunner:
             torch.cuda.set_stream(stream)
             _release_rng_from_capture(self.dev)
             self.graph, self.calls = None, 1
-            self.note = f"graph capture failed ({type(exc).__name__}: {_first_line(exc)}); timed eager launches"
+            self.note = f"graph capture failed ({type(exc).__name__}: {first_line(exc, 200)}); timed eager launches"
             torch.cuda.synchronize(self.dev)
             return False
         self.graph, self.calls = graph, calls
@@ -366,6 +367,3 @@ def _issue_time(fn: Callable[[], Any], dev: torch.device, host_ms: float, budget
     return summarize(bursts).median
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else ""

@@ -12,15 +12,12 @@ import argparse
 import torch
 
 from ssmscope import kernels
+from ssmscope.kernels.check import relative_error
 from ssmscope.kernels.selective_scan import triton_kernel as ours
 from ssmscope.kernels.selective_scan.ref import selective_scan as ref_scan
 from ssmscope.microbench.timing import time_callable
 
 TILINGS = [(2, 32, 4), (4, 32, 4), (2, 32, 8), (4, 64, 4), (8, 64, 4), (2, 16, 4)]
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
 def main() -> None:
@@ -45,12 +42,12 @@ def main() -> None:
             rows = []
             if official is not None:
                 t = time_callable(lambda: official(**kw), device=args.device, cache="cold", budget_s=0.5)
-                rows.append(("official", rel_err(official(**short), ref), t.median_ms))
+                rows.append(("official", relative_error(official(**short), ref), t.median_ms))
             default = ours.default_tiling(dstate)
             for chunk, per_thread, warps in [(*default, 4)] + [t for t in TILINGS if t != (*default, 4)]:
                 knobs = dict(chunk=chunk, per_thread=per_thread, num_warps=warps)
                 try:
-                    err = rel_err(ours.selective_scan(**short, **knobs), ref)
+                    err = relative_error(ours.selective_scan(**short, **knobs), ref)
                     t = time_callable(lambda: ours.selective_scan(**kw, **knobs), device=args.device, cache="cold",
                                       budget_s=0.5)
                     rows.append((f"chunk{chunk} ept{per_thread} w{warps}", err, t.median_ms))
