@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
@@ -288,14 +289,27 @@ class Op:
 # --------------------------------------------------------------------------------------------------
 # Helpers shared by the families' input generators
 # --------------------------------------------------------------------------------------------------
+# Above this many elements a host draw costs seconds per tensor (a 17 GB KV cache: minutes), so large tensors
+# are drawn on the GPU from a seed taken from the host generator: still seeded and repeatable, but their
+# values differ from a CPU run's (the correctness checks run at reduced shapes, below this size).
+DEVICE_DRAW_ELEMENTS = 1 << 27
+
+
+def _sample(draw, shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda" and math.prod(shape) > DEVICE_DRAW_ELEMENTS:
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        return draw(shape, generator=torch.Generator(device=device).manual_seed(seed), device=device)
+    return draw(shape, generator=gen)
+
+
 def randn(shape: tuple[int, ...], gen: torch.Generator, *, dtype: torch.dtype, device: torch.device,
           scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
-    """Seeded normal samples drawn on the CPU (same values on every device), then moved."""
-    x = torch.randn(shape, generator=gen, dtype=torch.float32) * scale + shift
+    """Seeded normal samples, drawn on the CPU (same values on every device) up to DEVICE_DRAW_ELEMENTS."""
+    x = _sample(torch.randn, shape, gen, torch.device(device)).mul_(scale).add_(shift)  # in place: GiB tensors
     return x.to(device=device, dtype=dtype)
 
 
 def uniform(shape: tuple[int, ...], gen: torch.Generator, low: float, high: float, *, dtype: torch.dtype,
             device: torch.device) -> torch.Tensor:
-    x = torch.rand(shape, generator=gen, dtype=torch.float32) * (high - low) + low
+    x = _sample(torch.rand, shape, gen, torch.device(device)).mul_(high - low).add_(low)
     return x.to(device=device, dtype=dtype)

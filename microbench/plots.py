@@ -9,12 +9,14 @@ from typing import Any, Mapping, Sequence
 from .rows import TIMED_STATUSES, load_rows
 
 MARKERS = "osD^v<>ph*"
+LEGEND_ROWS = 14  # settings per legend column
 
 
 def scaling_series(rows: Sequence[Mapping[str, Any]], x: str) -> dict[str, dict[tuple, list[tuple[float, float, str]]]]:
     """op -> line key (impl, dtype, the other params) -> sorted [(x value, device_ms, status)].
 
-    Rows without a time, or whose params lack ``x``, are left out. Repeated points keep the last row.
+    Rows without a time, or whose params lack ``x``, are left out, and so are lines of a single point (an op
+    whose ``x`` never varies has no panel). Repeated points keep the last row.
     """
     series: dict[str, dict[tuple, dict[float, tuple[float, float, str]]]] = {}
     for row in rows:
@@ -28,7 +30,9 @@ def scaling_series(rows: Sequence[Mapping[str, Any]], x: str) -> dict[str, dict[
         fixed = tuple(sorted((k, v) for k, v in params.items() if k != x))
         key = (row["impl"], row.get("dtype"), fixed)
         series.setdefault(row["op"], {}).setdefault(key, {})[float(xv)] = (float(xv), float(ms), row["status"])
-    return {op: {k: sorted(pts.values()) for k, pts in lines.items()} for op, lines in series.items()}
+    # A line needs two x values: decode steps have seqlen 1 everywhere, so they appear on --x batch, not here.
+    kept = {op: {k: sorted(pts.values()) for k, pts in lines.items() if len(pts) > 1} for op, lines in series.items()}
+    return {op: lines for op, lines in kept.items() if lines}
 
 
 def _labels(keys: list[tuple]) -> dict[tuple, str]:
@@ -66,7 +70,10 @@ def plot_scaling(run_dir: str | Path, x: str = "seqlen", *, out: str | Path | No
     n = len(series)
     cols = min(n, 2)
     nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(7.0 * cols, 4.8 * nrows), squeeze=False)
+    # Each panel keeps room on its right for its legends (outside the axes, so they never hide a line).
+    wide = any(len({key[1:] for key in lines}) > LEGEND_ROWS for lines in series.values())  # two-column legend
+    fig, axes = plt.subplots(nrows, cols, figsize=((13.0 if wide else 10.0) * cols, 4.8 * nrows), squeeze=False,
+                             layout="constrained")  # constrained layout makes room for the outside legends
     for ax, (op, lines) in zip(axes.flat, sorted(series.items())):
         _panel(ax, op, lines, x)
     for ax in list(axes.flat)[n:]:
@@ -74,7 +81,6 @@ def plot_scaling(run_dir: str | Path, x: str = "seqlen", *, out: str | Path | No
     gpu = next((r.get("gpu") for r in rows if r.get("gpu")), "")
     cache = sorted({str(r.get("cache")) for r in rows if r.get("device_ms")})
     fig.suptitle(title or f"latency vs {x} — {gpu} ({'/'.join(cache)} cache)", fontsize=12)
-    fig.tight_layout()
     out_dir = Path(out) if out else Path(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"scaling_{x}.png", out_dir / f"scaling_{x}.svg"]
@@ -100,7 +106,7 @@ def _panel(ax: Any, op: str, lines: Mapping[tuple, list[tuple[float, float, str]
                 marker=MARKERS[j % len(MARKERS)], markersize=4, linewidth=1.4, label=labels[key])
         wrong += [(p[0], p[1]) for p in pts if p[2] == "wrong"]
     if wrong:
-        ax.scatter(*zip(*wrong), marker="x", s=70, color="red", zorder=5, label="wrong result (timed, flagged)")
+        ax.scatter(*zip(*wrong), marker="x", s=70, color="red", zorder=5)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(_size_label))
@@ -109,7 +115,33 @@ def _panel(ax: Any, op: str, lines: Mapping[tuple, list[tuple[float, float, str]
     ax.set_title(op)
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
-    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
+    _legends(ax, impls, colors, settings, {key[1:]: labels[key] for key in lines}, bool(wrong))
+
+
+def _legends(ax: Any, impls: list[str], colors: Mapping[str, str], settings: list[tuple],
+             setting_labels: Mapping[tuple, str], wrong: bool) -> None:
+    """Two legends beside the panel: the impl of each color, and the setting of each marker and dash (a
+    legend entry per line would list impls × settings)."""
+    from matplotlib.lines import Line2D
+
+    styles = ("-", "--", ":", "-.")
+    by_color = [Line2D([], [], color=colors[i], linewidth=2, label=i) for i in impls]
+    if wrong:
+        by_color.append(Line2D([], [], color="red", marker="x", linestyle="", label="wrong result (timed, flagged)"))
+    first = ax.legend(handles=by_color, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="impl",
+                      title_fontsize=7, framealpha=0.85)
+    if len(settings) > 1:
+        ax.add_artist(first)
+        by_style = [Line2D([], [], color="0.35", linestyle=styles[j % len(styles)], marker=MARKERS[j % len(MARKERS)],
+                           markersize=4, label=_setting_text(setting_labels[st]))
+                    for j, st in enumerate(settings)]
+        ax.legend(handles=by_style, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 0.62), framealpha=0.85,
+                  ncol=2 if len(settings) > LEGEND_ROWS else 1)
+
+
+def _setting_text(label: str) -> str:
+    """A line label without its leading impl name: what the marker and dash stand for."""
+    return label.split(" ", 1)[1] if " " in label else "(one setting)"
 
 
 def _size_label(value: float, _pos: Any = None) -> str:

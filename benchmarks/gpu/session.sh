@@ -3,7 +3,7 @@
 # importable as `ssmscope`, then run the named phases. Everything lands in $OUT/<phase>/ and is packed
 # into $OUT/results.tgz (the device tool returns at most 8 files).
 #   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] [MODELS=...] bash benchmarks/gpu/session.sh \
-#          env gputests check scan bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
+#          env gputests check scan knobs knobs_long knobs_gaps bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
 # Lesson (2026-11-22): a call killed at its limit returns only what is under $OUT, so every phase is
 # time-limited and the results are packed after each one. Official SSD autotuning and Triton compiles of
 # many flag variants take minutes: give `check ssd` and the scan grids their own calls or a --where.
@@ -38,13 +38,42 @@ for phase in "$@"; do
       for op in ${OPS:-selective_scan causal_conv1d ssd attention selective_state_update causal_conv1d_update attention_decode}; do
         run_phase "check_$op" $SSM check "$op" --grid ${GRID:-upstream} --seed 2026 --save "$RES/check_$op.jsonl"
       done ;;
-    bench)      # the default sweep: every family at the paper's shapes, all implementations
+    bench)      # the default sweep: every family at the paper's shapes, all implementations; RESUME_FROM=DIR (a run
+      # of an earlier call, carried in the checkout) seeds it, so --resume goes on where that call stopped
+      [ -n "${RESUME_FROM:-}" ] && [ ! -d "$RES/paper" ] && cp -r "$RESUME_FROM" "$RES/paper"
       run_phase bench $SSM bench all --grid paper --budget ${BUDGET:-0.3} --peaks h100-sxm --resume --csv --out "$RES/paper" ;;
     targets)    # issue 7's shapes (36 points), timed, then profiled under ncu into the same run, then the timer check
       run_phase targets $SSM bench --config benchmarks/sweeps/h100_targets.yaml --peaks h100-sxm --resume --csv --out "$RES/targets" ;;
     scan)       # the selective scan's tilings, then its versions against the official kernel
-      run_phase scan_tiling python3 benchmarks/gpu/scan_tiling.py --seqlen 4096 16384 --dstate 16 64
+      run_phase scan_tiling python3 benchmarks/gpu/knob_sweep.py selective_scan --knob chunk=4,8 --knob per_thread=32,64 \
+        --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=4096,dstate=64 --shape seqlen=16384,dstate=64
       run_phase scan_versions $SSM bench --config benchmarks/sweeps/h100_scan_versions.yaml --peaks h100-sxm --resume --csv --out "$RES/scan" ;;
+    knobs)      # the tilings behind issue 7's near misses: SSD's segments at H48 L16K, the state update's rows at B64
+      ssd_shape="batch=1,seqlen=16384,nheads=48,headdim=64,ngroups=1"
+      run_phase knobs_ssd python3 benchmarks/gpu/knob_sweep.py ssd --knob segment_len=16384,8192,5504,4096,3072,2048,1536,1024 \
+        --shape $ssd_shape,dstate=64,chunk_size=128 --shape $ssd_shape,dstate=64,chunk_size=256 \
+        --shape $ssd_shape,dstate=128,chunk_size=128 --shape $ssd_shape,dstate=128,chunk_size=256
+      run_phase knobs_ssu python3 benchmarks/gpu/knob_sweep.py selective_state_update --knob block_m=8,16,32,64,128 \
+        --knob num_warps=1,2,4,8 --shape batch=64,dim=1536,dstate=16 --shape batch=1,dim=1536,dstate=16 ;;
+    knobs_long) # the same at L64K (H24, H48) and the Mamba-2 state update (N128), after the heuristics changed
+      ssd_shape="batch=1,seqlen=65536,headdim=64,ngroups=1"
+      run_phase knobs_ssd_64k python3 benchmarks/gpu/knob_sweep.py ssd --knob segment_len=13120,5984,4096,3008,2048,1504 \
+        --shape $ssd_shape,nheads=24,dstate=128,chunk_size=256 --shape $ssd_shape,nheads=48,dstate=128,chunk_size=256 \
+        --shape $ssd_shape,nheads=24,dstate=64,chunk_size=128 --shape $ssd_shape,nheads=48,dstate=64,chunk_size=128
+      m2="dim=64,dstate=128,heads=true"
+      run_phase knobs_ssu_m2 python3 benchmarks/gpu/knob_sweep.py selective_state_update --knob block_m=2,4,8,16 \
+        --knob num_warps=1,2,4 --shape batch=1,nheads=24,$m2 --shape batch=64,nheads=24,$m2 --shape batch=64,nheads=48,$m2 ;;
+    knobs_gaps) # the paper grid's misses: short scans and SSDs, attention at d128, channel-last conv1d
+      run_phase knobs_scan_short python3 benchmarks/gpu/knob_sweep.py selective_scan --knob min_segment=32,64,128 \
+        --shape seqlen=1024,dstate=16 --shape seqlen=4096,dstate=16
+      ssd_shape="batch=1,headdim=64,ngroups=1,dstate=128,chunk_size=256"
+      run_phase knobs_ssd_short python3 benchmarks/gpu/knob_sweep.py ssd --knob segment_len=128,256,512 \
+        --shape $ssd_shape,seqlen=1024,nheads=24 --shape $ssd_shape,seqlen=4096,nheads=24 --shape $ssd_shape,seqlen=4096,nheads=80
+      run_phase knobs_attention_d128 python3 benchmarks/gpu/knob_sweep.py attention --knob block_m=64,128 \
+        --knob block_n=32,64 --knob num_warps=4,8 --shape seqlen=16384,heads=12,kv_heads=2,head_dim=128
+      run_phase knobs_conv1d_cl python3 benchmarks/gpu/knob_sweep.py causal_conv1d --knob block_d=64,128,256 \
+        --knob block_l=16,32,64 --knob chunks=1,4 --shape dim=3328,seqlen=16384,channel_last=true \
+        --shape dim=3328,seqlen=65536,channel_last=true ;;
     ncu_targets)
       run_phase ncu_targets $SSM ncu collect config --config benchmarks/sweeps/h100_targets.yaml --out "$RES/targets"
       run_phase fidelity $SSM ncu fidelity "$RES/targets" ;;

@@ -159,8 +159,8 @@ def tile_config(head_dim: int, dtype: torch.dtype, on_gpu: bool) -> TileConfig:
         return TileConfig(64, 32, 8, 2) if block_d <= 128 else TileConfig(16, 16, 4, 2)
     if block_d <= 64:
         return TileConfig(128, 64, 8, 3)
-    if block_d == 128:
-        return TileConfig(128, 32, 8, 3)
+    if block_d == 128:  # H100, L16K H12/2 (knob_sweep): 128x64 1618 µs, 64x64/4 warps 1711, v1's 128x32 2160
+        return TileConfig(128, 64, 8, 3)
     return TileConfig(64, 32, 8, 2)
 
 
@@ -215,11 +215,18 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_sca
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float | None = None,
-              causal: bool = False) -> torch.Tensor:
+              causal: bool = False, *, block_m: int | None = None, block_n: int | None = None,
+              num_warps: int | None = None, num_stages: int | None = None) -> torch.Tensor:
     """Causal (or full) attention with GQA, as ``flash_attn_func``.
 
     q [B, L, Hq, d], k/v [B, L, Hkv, d] with Hq % Hkv == 0, d % 8 == 0, d <= 256; fp16, bf16 or fp32
     (fp32 dots in IEEE fp32, not TF32). softmax_scale defaults to 1/sqrt(d). Returns out [B, L, Hq, d]
-    in q's dtype. Causal masking aligns query i with key i (seqlen_q == seqlen_k).
+    in q's dtype. Causal masking aligns query i with key i (seqlen_q == seqlen_k). The keyword-only knobs
+    override single fields of the tile heuristic (benchmarks/gpu/knob_sweep.py).
     """
-    return attention_fwd(q, k, v, softmax_scale, causal)
+    knobs = dict(block_m=block_m, block_n=block_n, num_warps=num_warps, num_stages=num_stages)
+    config = None
+    if any(v is not None for v in knobs.values()):
+        base = tile_config(q.shape[-1], q.dtype, q.is_cuda)
+        config = base._replace(**{k: v for k, v in knobs.items() if v is not None})
+    return attention_fwd(q, k, v, softmax_scale, causal, config)

@@ -255,18 +255,20 @@ def _cf_blocks(dim: int, seqlen: int, v: int) -> tuple[int, int, int]:
     return block_d, groups, num_warps
 
 
-def _cl_blocks(batch: int, dim: int, seqlen: int, v: int) -> tuple[int, int, int, int]:
+def _cl_blocks(batch: int, dim: int, seqlen: int, v: int, block_d: int | None = None, block_l: int | None = None,
+               chunks: int | None = None, num_warps: int | None = None) -> tuple[int, int, int, int]:
     """Channel-last (BLOCK_L, GD, chunks, num_warps): 256 channels (512 B of bf16) x 16 steps per block,
     4 warps (32 outputs per thread), up to 4 blocks of steps per program while that leaves >= 1024
-    programs; small shapes shrink the tile."""
-    block_d = min(256, max(v, triton.next_power_of_2(dim)))
-    block_l = min(max(1, triton.next_power_of_2(seqlen)), 4096 // block_d)
+    programs; small shapes shrink the tile. Arguments other than None are kept (tuning)."""
+    block_d = block_d or min(256, max(v, triton.next_power_of_2(dim)))
+    block_l = block_l or min(max(1, triton.next_power_of_2(seqlen)), 4096 // block_d)
     groups = block_d // v
-    num_warps = max(1, min(4, block_l * groups // 32))
-    blocks = batch * triton.cdiv(dim, block_d) * triton.cdiv(seqlen, block_l)
-    chunks = 1
-    while chunks < 4 and blocks // (2 * chunks) >= 1024:
-        chunks *= 2
+    num_warps = num_warps or max(1, min(4, block_l * groups // 32))
+    if chunks is None:
+        blocks = batch * triton.cdiv(dim, block_d) * triton.cdiv(seqlen, block_l)
+        chunks = 1
+        while chunks < 4 and blocks // (2 * chunks) >= 1024:
+            chunks *= 2
     return block_l, groups, chunks, num_warps
 
 
@@ -282,12 +284,14 @@ def _check_args(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                  activation: str | None = None) -> torch.Tensor:
+                  activation: str | None = None, *, block_d: int | None = None, block_l: int | None = None,
+                  chunks: int | None = None, num_warps: int | None = None) -> torch.Tensor:
     """Depthwise causal conv1d: x [B, D, L], weight [D, W] (W in 2..4), bias [D] -> out [B, D, L].
 
     x is channel-first (x.stride(2) == 1) or channel-last (x.stride(1) == 1, a transposed [B, L, D]);
     any other layout is made contiguous first, as the official function does. out has x's dtype and
-    layout. activation: None | "silu" | "swish".
+    layout. activation: None | "silu" | "swish". The keyword-only knobs override the channel-last tiling
+    (channels per program, steps per block, blocks per program, warps) for tuning (benchmarks/gpu/knob_sweep.py).
     """
     silu = silu_flag(activation)
     _check_args(x, weight, bias)
@@ -305,7 +309,7 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     width = weight.shape[1]
     bias_arg = bias if bias is not None else weight  # never read: HAS_BIAS is constexpr
     if channel_last:
-        block_l, groups, chunks, num_warps = _cl_blocks(batch, dim, seqlen, v)
+        block_l, groups, chunks, num_warps = _cl_blocks(batch, dim, seqlen, v, block_d, block_l, chunks, num_warps)
         grid = (triton.cdiv(seqlen, block_l * chunks), triton.cdiv(dim, groups * v), batch)
         _conv1d_fwd_cl_kernel[grid](
             x, weight, bias_arg, out, dim, seqlen, chunks,

@@ -30,7 +30,13 @@ from .triton_kernel_v3 import (_entering_state, _num_segments, _num_sms, _scan_p
                                _selective_scan_carry_kernel, _softplus, _store_segment_state)
 
 
-# Tile shapes: 4 steps x 64 elements per thread, from benchmarks/gpu/scan_tiling.py on the H100 (see
+# Shortest sequence segment. Each program's walk is latency-bound (~1 µs per chunk of steps), so short
+# prompts need more, shorter segments: on the H100 (knob_sweep, D1536 N16) 256 → 64 took L1K from 152.5 to
+# 70.8 µs and L4K from 200.6 to 172.5 µs; 32 was no better (77.2 / 172.3); L ≥ 16K already hits the program
+# target first and does not change.
+MIN_SEGMENT = 64
+
+# Tile shapes: 4 steps x 64 elements per thread, from benchmarks/gpu/knob_sweep.py (then scan_tiling.py) on the H100 (see
 # README.md). At N <= 16 the 128 channels of a program sit on lanes and warps (no cross-warp reduction, no
 # barrier in the loop); at larger N the warps split N (one shared-memory reduction per chunk).
 def default_tiling(dstate: int) -> tuple[int, int]:
@@ -172,7 +178,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                    D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
                    num_segments: int | None = None, target_programs: int | None = None,
-                   min_segment: int = 256, chunk: int | None = None, per_thread: int | None = None,
+                   min_segment: int = MIN_SEGMENT, chunk: int | None = None, per_thread: int | None = None,
                    num_warps: int = 4) -> torch.Tensor:
     """Selective scan (Mamba-1 S6 forward) with the official signature.
 

@@ -131,15 +131,17 @@ def _block_sizes(batch: int, nheads: int, dim: int, dstate: int) -> tuple[int, i
     """(BLOCK_M, BLOCK_N, num_warps): the full state row (BLOCK_N = N rounded up to a power of two) and
     BLOCK_M rows for a tile of about 512 elements (N = 16: 32 rows; N = 128: 4); while that leaves fewer
     programs than an H100 has SMs (132; Mamba-1 at batch 1: 48), the rows are halved down to a 256-element
-    tile, so that more SMs issue the loads of this latency-bound step. One warp per 128 elements, 1 to 4
-    (8 once a single row passes 512 elements)."""
+    tile, so that more SMs issue the loads of this latency-bound step. One warp per 512 elements (16 per
+    thread: two 16-byte vectors of bf16), 1 to 4 (8 once a single row passes 512 elements): on the H100 at
+    B64 D1536 N16, 32 rows × 16 took 8.0 µs with 1 warp, 8.3 with 2 and 10.0 with 4 (v2's one warp per 128
+    elements), the official 8.4 (benchmarks/gpu/knob_sweep.py, 2026-11-23)."""
     block_n = max(2, triton.next_power_of_2(dstate))
     block_m = max(1, min(512 // block_n, triton.next_power_of_2(dim)))
     while block_m > 1 and block_m * block_n > 256 and batch * nheads * triton.cdiv(dim, block_m) < 132:
         block_m //= 2
     if block_n > 512:
         return block_m, block_n, 8
-    return block_m, block_n, max(1, min(4, block_m * block_n // 128))
+    return block_m, block_n, max(1, min(4, block_m * block_n // 512))
 
 
 def _is_tied(a: HeadArgs) -> bool:
@@ -152,13 +154,15 @@ def _is_tied(a: HeadArgs) -> bool:
 def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
                            B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
                            z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
-                           dt_softplus: bool = False) -> torch.Tensor:
+                           dt_softplus: bool = False, block_m: int | None = None,
+                           num_warps: int | None = None) -> torch.Tensor:
     """One selective-scan step with the official signature; ``state`` is updated in place.
 
     Mamba-1: state [B, D, N], x/dt/z [B, D], A [D, N], B/C [B, N], D/dt_bias [D].
     Mamba-2: state [B, H, P, N], x/dt/z [B, H, P], A [H, P, N], B/C [B, G, N] (H % G == 0),
     D/dt_bias [H, P]; any strides (stride-0 per-head expansions included). state/x/dt/z/B/C in fp32, fp16
-    or bf16. Returns out with x's shape and dtype.
+    or bf16. Returns out with x's shape and dtype. ``block_m`` (rows per program, a power of two) and
+    ``num_warps`` override the tiling `_block_sizes` picks (for tuning: benchmarks/gpu/knob_sweep.py).
     """
     a = head_layout(state, x, dt, A, B, C, D, z, dt_bias)
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
@@ -167,7 +171,8 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
     out = torch.empty(a.x.shape, device=x.device, dtype=x.dtype)
     if out.numel() == 0:
         return out if a.heads else out.squeeze(1)
-    block_m, block_n, num_warps = _block_sizes(batch, nheads, dim, dstate)
+    auto_m, block_n, auto_warps = _block_sizes(batch, nheads, dim, dstate)
+    block_m, num_warps = block_m or auto_m, num_warps or auto_warps
     zz = a.z if a.z is not None else a.x  # placeholders are never read: HAS_Z / HAS_D / HAS_BIAS are constexpr
     dd = a.D if a.D is not None else a.A[:, :, 0]
     bb = a.dt_bias if a.dt_bias is not None else a.A[:, :, 0]

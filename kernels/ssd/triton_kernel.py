@@ -10,7 +10,7 @@ DRAM sees x, dt, B, C, z once and out once; nothing else is written. BLOCK_T is 
 ``chunk_size`` (the function is the same, only the evaluation order differs).
 
 Sequence parallelism: when B·H·⌈P/BLOCK_P⌉ programs cannot fill the GPU (batch 1, 24-80 heads), the
-sequence is cut into S segments, as many as fit in one wave of program slots (two 4-warp programs per SM). A first kernel computes each segment's own final state from zero and its
+sequence is cut into S segments, as many as fill two waves of program slots (two 4-warp programs per SM). A first kernel computes each segment's own final state from zero and its
 total decay Σa (it reads x, dt, B, not C or z, and skips the [T, T] work); the main kernel's program for
 segment k starts from h_in(k), with h_in(0) = the initial state and h_in(j+1) = exp(Σa_j)·h_in(j) + h_j
 (a short loop over L2-resident states).
@@ -36,7 +36,15 @@ import triton.language as tl
 from ..op import ShapeError
 from . import MAX_DSTATE
 
-MIN_SEGMENT = 1024  # shorter segments would re-read more of x and B than the parallelism is worth
+# Shortest segment: ⌊L/8⌋ clamped to [128, 1024] steps. Long sequences keep 1024 (shorter segments re-read
+# more of x and B than the parallelism is worth); short prompts, where a few dozen programs each walk the whole
+# sequence, need the split most: on the H100 (knob_sweep, H24 N128) L1K took 107 µs whole, 34.4 in 128-step
+# segments (official 30.4); L4K 155.7 whole, 92.3 in 512-step segments (official 75.3).
+MIN_SEGMENT, MIN_SEGMENT_SHORT = 1024, 128
+
+
+def _min_segment(seqlen: int) -> int:
+    return max(MIN_SEGMENT_SHORT, min(MIN_SEGMENT, seqlen // 8))
 
 # DOT codes (constexpr): how a tile product is formed.
 DOT_TF32X3, DOT_FP16, DOT_BF16, DOT_BF16_EMULATED = 0, 1, 2, 3
@@ -243,16 +251,22 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _segment_len(programs: int, seqlen: int, block_t: int, sm_count: int, ctas_per_sm: int = CTAS_PER_SM) -> int:
-    """Steps per segment: the whole sequence when ``programs`` fill the GPU's sm_count·ctas_per_sm program
-    slots, else as many segments as fit in ONE wave of slots (v1 aimed at two programs per SM and at H48 ran
-    288 programs, a second wave of full-length segments), none shorter than MIN_SEGMENT; a multiple of
-    BLOCK_T."""
+    """Steps per segment: the whole sequence when ``programs`` fill half the GPU's sm_count·ctas_per_sm
+    program slots, else enough segments for TWO waves of slots, or one wave when two would cut segments
+    shorter than _min_segment(seqlen); a multiple of BLOCK_T. Measured on the H100 at H48 L16K (knob_sweep,
+    2026-11-23):
+    5 segments (one wave, 240 programs) 481 µs, 8 (384: a wave and a half) 491, 11 (528: two whole waves)
+    385, 16 (768) 380 — a half-empty last wave costs as much as a full one, and two waves balance the SMs
+    better than one (v2 aimed at one wave; v1 at two programs per SM regardless of the wave count)."""
     slots = sm_count * ctas_per_sm
-    if programs >= slots // 2 or seqlen < 2 * MIN_SEGMENT:
-        segments = 1
-    else:
-        segments = max(1, min(slots // programs, seqlen // MIN_SEGMENT))
-    return block_t * math.ceil(math.ceil(seqlen / segments) / block_t)
+    shortest = _min_segment(seqlen)
+    if programs >= slots // 2 or seqlen < 2 * shortest:
+        return block_t * math.ceil(seqlen / block_t)
+    most = seqlen // shortest
+    segments = 2 * slots // programs
+    if segments > most:
+        segments = min(slots // programs, most)
+    return block_t * math.ceil(math.ceil(seqlen / max(1, segments)) / block_t)
 
 
 def _interpreted() -> bool:

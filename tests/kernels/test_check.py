@@ -1,4 +1,5 @@
 """The correctness checker itself: relative error, poisoning, summaries and the GPU gate's verdicts."""
+import pytest
 import torch
 
 from ssmscope.kernels.check import (CheckResult, clone_keep_broadcast, disagreements, poisoned_allocations,
@@ -40,3 +41,26 @@ def test_summary_counts_by_status():
     (s,) = summarize([row("triton", baseline_ok=True), row("triton", status="fail", baseline_ok=False, rel_err=5e-2)])
     assert (s["pass"], s["fail"], s["max_rel_err"], s["within_upstream_tol"], s["compared_with_baseline"]) == \
         (1, 1, 5e-2, 1, 2)
+
+
+def test_inputs_are_seeded_and_small_ones_identical_on_every_device(monkeypatch):
+    from ssmscope.kernels import op as op_module
+
+    draw = lambda seed, device: op_module.randn((3, 5), torch.Generator().manual_seed(seed), dtype=torch.float32,
+                                                device=torch.device(device))
+    assert torch.equal(draw(1, "cpu"), draw(1, "cpu")) and not torch.equal(draw(1, "cpu"), draw(2, "cpu"))
+    monkeypatch.setattr(op_module, "DEVICE_DRAW_ELEMENTS", 4)  # CPU tensors never take the device path
+    assert torch.equal(draw(1, "cpu"), op_module.randn((3, 5), torch.Generator().manual_seed(1),
+                                                        dtype=torch.float32, device=torch.device("cpu")))
+
+
+@pytest.mark.gpu
+def test_large_inputs_are_drawn_on_the_gpu_seeded(monkeypatch):
+    from ssmscope.kernels import op as op_module
+
+    monkeypatch.setattr(op_module, "DEVICE_DRAW_ELEMENTS", 8)
+    draw = lambda seed: op_module.uniform((4, 5), torch.Generator().manual_seed(seed), 0.5, 2.0,
+                                          dtype=torch.float32, device=torch.device("cuda"))
+    a, b, c = draw(1), draw(1), draw(2)
+    assert a.is_cuda and torch.equal(a, b) and not torch.equal(a, c)
+    assert 0.5 <= float(a.min()) and float(a.max()) <= 2.0

@@ -208,12 +208,14 @@ def test_triton_non_unit_n_strides(dstate, dtype):
 
 
 def test_block_sizes_spread_batch_one_over_more_programs():
+    # 16 elements per thread; 8 warps only once a single row passes 512 elements
     from ssmscope.kernels.selective_state_update.triton_kernel import _block_sizes
 
-    assert _block_sizes(1, 1, 1536, 16) == (16, 16, 2)  # 96 programs instead of 48
-    assert _block_sizes(64, 1, 1536, 16) == (32, 16, 4)  # 3072 programs: the 512-element tile
-    assert _block_sizes(1, 24, 64, 128) == (4, 128, 4)  # Mamba-2 130M: 384 programs
+    assert _block_sizes(1, 1, 1536, 16) == (16, 16, 1)  # 96 programs instead of 48
+    assert _block_sizes(64, 1, 1536, 16) == (32, 16, 1)  # 3072 programs: the 512-element tile, one warp
+    assert _block_sizes(1, 24, 64, 128) == (4, 128, 1)  # Mamba-2 130M: 384 programs
     assert _block_sizes(1, 1, 7, 4) == (8, 4, 1)
+    assert _block_sizes(1, 1, 64, 1024) == (1, 1024, 8)
 
 
 # ---------------------------------------------------------------------------------------------- poison

@@ -200,13 +200,20 @@ def test_triton_dt_limit():
 def test_segment_choice():
     tk = _triton()
     assert tk._segment_len(programs=200, seqlen=65536, block_t=32, sm_count=132) == 65536  # GPU already full
-    # 11 segments (264 slots / 24 programs): ⌈65536 / 11⌉ = 5958 steps, rounded up to 187 blocks of 32
-    assert tk._segment_len(programs=24, seqlen=65536, block_t=32, sm_count=132) == 187 * 32
-    # H48: 5 segments, 240 programs in one wave of 264 slots (v1: 6 segments, 288 programs, two waves)
-    assert tk._segment_len(programs=48, seqlen=65536, block_t=32, sm_count=132) == 410 * 32
-    assert tk._segment_len(programs=24, seqlen=4096, block_t=32, sm_count=132) == 1024  # capped by MIN_SEGMENT
-    assert tk._segment_len(programs=24, seqlen=1500, block_t=32, sm_count=132) == 1504  # too short to split
-    assert tk._segment_len(programs=24, seqlen=65536, block_t=32, sm_count=132, ctas_per_sm=1) == 410 * 32
+    # two waves of 264 slots: 22 segments of 24 programs, ⌈65536 / 22⌉ = 2979 steps, rounded up to 94 blocks
+    assert tk._segment_len(programs=24, seqlen=65536, block_t=32, sm_count=132) == 94 * 32
+    # H48: 11 segments, 528 programs = two whole waves (v2: 5 segments, one wave; v1: 6, a wave and a bit)
+    assert tk._segment_len(programs=48, seqlen=65536, block_t=32, sm_count=132) == 187 * 32
+    assert tk._segment_len(programs=48, seqlen=16384, block_t=32, sm_count=132) == 47 * 32
+    # H24 at 16K: two waves would need 22 segments of 745 < MIN_SEGMENT steps, so one wave: 11
+    assert tk._segment_len(programs=24, seqlen=16384, block_t=32, sm_count=132) == 47 * 32
+    # short prompts: segments of L/8 (at least 128 steps), one wave: L4K in 8 segments of 512, L1K of 128
+    assert tk._segment_len(programs=24, seqlen=4096, block_t=32, sm_count=132) == 512
+    assert tk._segment_len(programs=24, seqlen=1024, block_t=32, sm_count=132) == 128
+    assert tk._segment_len(programs=80, seqlen=4096, block_t=32, sm_count=132) == 22 * 32  # two waves: 6 segments
+    assert tk._segment_len(programs=24, seqlen=1500, block_t=32, sm_count=132) == 6 * 32  # 8 of ⌈1500/8⌉ = 188
+    assert tk._segment_len(programs=24, seqlen=200, block_t=32, sm_count=132) == 224  # too short to split
+    assert tk._segment_len(programs=24, seqlen=65536, block_t=32, sm_count=132, ctas_per_sm=1) == 187 * 32
 
 
 def test_block_sizes_keep_dot_dims_and_shared_memory():

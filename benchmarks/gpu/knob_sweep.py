@@ -1,0 +1,96 @@
+"""Our Triton kernel of one op across its tuning knobs on the GPU, next to the op's baseline (the official
+kernel; SDPA for attention): for every combination of the knobs, the error against the baseline's output on
+the same inputs and the cold-L2 graph-replay median. The default (no knobs) comes first; the compile-time
+view of the same choices (registers, spills, instructions) comes from benchmarks/compile_sm90.py; this is
+what they cost.
+
+    python benchmarks/gpu/knob_sweep.py selective_scan --shape dim=1536,dstate=16,seqlen=16384 \
+        --knob chunk=2,4,8 --knob per_thread=32,64 --knob num_warps=4
+    python benchmarks/gpu/knob_sweep.py ssd --shape seqlen=16384,nheads=48,dstate=128,chunk_size=256 \
+        --knob segment_len=16384,8192,4096,2048
+
+Knobs are keyword arguments of the op's `triton` function (selective_scan: chunk, per_thread, num_warps,
+num_segments, min_segment; ssd: segment_len; selective_state_update: block_m, num_warps; attention: block_m,
+block_n, num_warps, num_stages; causal_conv1d, channel-last: block_d, block_l, chunks, num_warps). Shape
+fields not given take the values of the op's paper grid's first config. Correctness of the default is the upstream check's job
+(`ssmscope check`); here a setting whose output differs from the baseline's by more than twice the op's
+tolerance is marked WRONG.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+
+from ssmscope import kernels
+from ssmscope.kernels.check import clone_inputs, relative_error
+from ssmscope.microbench.grid import build_configs, parse_values
+from ssmscope.microbench.timing import time_callable
+
+
+def parse_assignments(text: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        value = value.strip()
+        out[key.strip()] = (parse_values(value)[0] if value[:1].isdigit()
+                            else {"true": True, "false": False}.get(value.lower(), value))
+    return out
+
+
+def knob_grid(specs: list[str]) -> list[dict[str, int]]:
+    names, values = [], []
+    for spec in specs:
+        name, _, text = spec.partition("=")
+        names.append(name.strip())
+        values.append(parse_values(text))
+    return [dict(zip(names, combo)) for combo in itertools.product(*values)] if names else []
+
+
+def first_output(result):
+    return result[0] if isinstance(result, tuple) else result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("op")
+    parser.add_argument("--shape", action="append", default=[], help="field=value,... (repeatable: one per shape)")
+    parser.add_argument("--knob", action="append", default=[], help="name=v1,v2,... (their product is swept)")
+    parser.add_argument("--dtype", default="bf16")
+    parser.add_argument("--budget", type=float, default=0.5)
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    op = kernels.get(args.op)
+    ours = op.impls["triton"].load()
+    try:
+        official = op.impls[op.baseline].load()  # the official kernel, or SDPA for attention
+    except Exception as exc:  # noqa: BLE001 - report and compare ours with itself
+        print(f"{op.baseline} unavailable: {exc}")
+        official = None
+    base_config = build_configs(op, grid="paper")[0]
+    for shape_text in args.shape or [""]:
+        config = {**base_config, **parse_assignments(shape_text), "dtype": args.dtype}
+        kw = op.make_inputs(**config, device=args.device, seed=7)
+        label = " ".join(f"{k}={v}" for k, v in config.items())
+        pristine = clone_inputs(kw)  # timing updates in-place state (decode steps): errors start from this copy
+        expected = first_output((official or ours)(**clone_inputs(pristine)))
+        rows = []
+        if official is not None:
+            t = time_callable(lambda: official(**kw), device=args.device, cache="cold", budget_s=args.budget)
+            rows.append((op.baseline, 0.0, t.median_ms))
+        for knobs in [{}] + knob_grid(args.knob):
+            name = " ".join(f"{k}={v}" for k, v in knobs.items()) or "ours, default"
+            try:
+                err = relative_error(first_output(ours(**clone_inputs(pristine), **knobs)), expected)
+                t = time_callable(lambda: ours(**kw, **knobs), device=args.device, cache="cold", budget_s=args.budget)
+                rows.append((name, err, t.median_ms))
+            except Exception as exc:  # noqa: BLE001 - one setting failing must not hide the others
+                print(f"  {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        print(label)
+        limit = 2 * op.tolerance[args.dtype]  # each side may be off the float64 result by the tolerance
+        for name, err, ms in rows:
+            verdict = " WRONG" if err > limit else ""
+            print(f"  {name:34s} err {err:.2e}{verdict}  {ms * 1e3:9.1f} us  x{rows[0][2] / ms:.2f} vs {rows[0][0]}")
+
+
+if __name__ == "__main__":
+    main()
