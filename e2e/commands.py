@@ -205,7 +205,8 @@ def _run_text(r: dict[str, Any]) -> str:
         return f"{r['model']} L={r.get('seqlen', '-')}: {r['status']} {r.get('reason', '')}".rstrip()
     text = (f"{r['model']} L={r['seqlen']} ({r['backend']}/{r['attn']}, {r['device']}): TTFT {r['ttft_s'] * 1e3:.2f} ms "
             + (f"(prefill forward {r['prefill_s'] * 1e3:.2f}), " if r.get("prefill_s") is not None else ", ")
-            + f"TPOT {r['tpot_s'] * 1e3:.3f} ms, {r['decode_tokens_per_s'] or 0:.1f} tok/s decode")
+            + (f"TPOT {r['tpot_s'] * 1e3:.3f} ms, {r['decode_tokens_per_s'] or 0:.1f} tok/s decode"
+               if r.get("tpot_s") is not None else "TPOT not measurable (decode below the timing noise)"))
     if r.get("device_busy") is not None:
         text += f", GPU busy {r['device_busy']:.0%} of a decode step"
     if r.get("memory", {}).get("dominant"):

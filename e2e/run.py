@@ -16,6 +16,13 @@ from .build import Built
 from .profile import timed
 
 
+def tpot_from(ttft_s: float, total_s: float, gen_len: int) -> float | None:
+    """Time per output token from a 1-token and a gen_len-token generation of the same prompt; None when the
+    longer one was not slower (a handful of decode steps lost in the prompt's timing noise) rather than a
+    TPOT of 0."""
+    return (total_s - ttft_s) / (gen_len - 1) if total_s > ttft_s else None
+
+
 def measure_generation(built: Built, *, seqlen: int, gen_len: int = 256, batch: int = 1, reps: int = 3,
                        seed: int = 0, energy: bool = True) -> dict[str, Any]:
     """TTFT, TPOT (seconds), throughput and peak memory of ``built`` on a synthetic prompt [batch, seqlen]."""
@@ -36,13 +43,16 @@ def measure_generation(built: Built, *, seqlen: int, gen_len: int = 256, batch: 
     # this is what the framework adds (HF's generate setup, mamba_ssm's graph-cache bookkeeping).
     built.prefill(ids)  # its own warm-up: the first bare forward may still tune or allocate
     prefill = timed(lambda: built.prefill(ids), device, reps)
-    tpot = max(total - ttft, 0.0) / (gen_len - 1)
+    tpot = tpot_from(ttft, total, gen_len)
     row: dict[str, Any] = {
         "seqlen": seqlen, "gen_len": gen_len, "batch": batch, "reps": reps, "ttft_s": ttft, "prefill_s": prefill,
         "tpot_s": tpot,
         "total_s": total, "decode_tokens_per_s": batch / tpot if tpot else None,
         "e2e_tokens_per_s": batch * gen_len / total if total else None,
         "prefill_tokens_per_s": batch * seqlen / ttft if ttft else None}
+    if tpot is None:
+        row["tpot_note"] = (f"{gen_len} tokens took no longer than 1 ({total * 1e3:.1f} vs {ttft * 1e3:.1f} ms): the "
+                            "decode steps are below the timing noise; raise --gen or --reps")
     if cuda:
         peak = torch.cuda.max_memory_allocated(device)
         row.update(resident_B=base, peak_generate_B=peak, peak_reserved_B=torch.cuda.max_memory_reserved(device))

@@ -49,7 +49,8 @@ def test_generation_timing_on_cpu(name, tiny_built):
 
     built = tiny_built(name)
     row = measure_generation(built, seqlen=19, gen_len=3, reps=1)
-    assert row["ttft_s"] > 0 and row["tpot_s"] >= 0 and row["total_s"] >= row["ttft_s"] * 0.5
+    assert row["ttft_s"] > 0 and row["total_s"] >= row["ttft_s"] * 0.5
+    assert (row["tpot_s"] or 0) > 0 or "below the timing noise" in row["tpot_note"]  # CPU timing is noisy
     assert row["prefill_tokens_per_s"] == pytest.approx(19 / row["ttft_s"])
     assert 0 < row["prefill_s"] < row["total_s"]  # the bare forward: no decode steps in it
     assert built.generate(built.prompt(19), 5).shape == (1, 24)  # never stops early: exactly 5 new tokens
@@ -186,6 +187,13 @@ def test_gpu_memory_breakdown_and_device_profiles():
     assert prefill["time_source"] == "device kernels" and 0 < prefill["device_s"] <= prefill["wall_s"] * 1.5
     decode = profile_decode(built, seqlen=512, gen_len=8)
     assert decode["decode_kernels_per_step"] > 10 and 0 < decode["device_busy"] <= 1.5
+
+
+def test_tpot_is_none_when_the_decode_steps_vanish_in_the_noise():
+    from ssmscope.e2e.run import tpot_from
+
+    assert tpot_from(0.100, 0.130, gen_len=4) == pytest.approx(0.010)
+    assert tpot_from(0.100, 0.099, gen_len=2) is None and tpot_from(0.1, 0.1, gen_len=3) is None
 
 
 @pytest.mark.gpu
