@@ -23,19 +23,23 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.0%}" if values else "–"
 
 
-def _cells(op: str, impl: str, rows: list[dict]) -> list[str]:
+def _cells(op: str, impl: str, rows: list[dict], baseline: str | None) -> list[str]:
     statuses = Counter(r["status"] for r in rows)
     timed = [r for r in rows if r.get("device_ms")]
-    checks = Counter(str(r.get("check_status")) for r in timed)
+    checks = Counter(str(r["check_status"]) for r in timed if r.get("check_status"))
     speed = [(r["speedup_vs_baseline"], r["config_id"]) for r in timed if r.get("speedup_vs_baseline")]
     geo = math.exp(sum(math.log(s) for s, _ in speed) / len(speed)) if speed else None
     lo, hi = (min(speed), max(speed)) if speed else (None, None)
     bound = sum(1 for r in timed if r.get("launch_bound"))
     compute = [r["frac_peak_flops"] for r in timed if r.get("frac_peak_flops") is not None]
+    if impl == baseline:  # its speedups are 1 by definition
+        speed_cells = ["baseline", "–", "–", "–"]
+    else:
+        speed_cells = [f"{geo:.2f}×" if geo else "–", f"{lo[0]:.2f}–{hi[0]:.2f}×" if speed else "–",
+                       lo[1] if speed else "–", hi[1] if speed else "–"]
     return [op, impl, ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())),
-            ", ".join(f"{n} {s}" for s, n in sorted(checks.items())) or "–",
-            f"{geo:.2f}×" if geo else "–", f"{lo[0]:.2f}–{hi[0]:.2f}×" if speed else "–",
-            lo[1] if speed else "–", hi[1] if speed else "–", f"{bound}/{len(timed)}" if timed else "–",
+            ", ".join(f"{n} {s}" for s, n in sorted(checks.items())) or "–", *speed_cells,
+            f"{bound}/{len(timed)}" if timed else "–",
             _median([r["frac_peak_dram"] for r in timed if r.get("frac_peak_dram") is not None]), _median(compute)]
 
 
@@ -53,7 +57,7 @@ def summarize(run: Path) -> str:
              + "). Regenerate: `python benchmarks/summarize_run.py " + str(run) + "`.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for (op, impl), group in sorted(groups.items()):
-        lines.append("| " + " | ".join(_cells(op, impl, group)) + " |")
+        lines.append("| " + " | ".join(_cells(op, impl, group, baselines.get(op))) + " |")
     return "\n".join(lines) + "\n"
 
 
