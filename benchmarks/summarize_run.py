@@ -29,7 +29,7 @@ def _cells(op: str, impl: str, rows: list[dict], baseline: str | None) -> list[s
     checks = Counter(str(r["check_status"]) for r in timed if r.get("check_status"))
     speed = [(r["speedup_vs_baseline"], r["config_id"]) for r in timed if r.get("speedup_vs_baseline")]
     geo = math.exp(sum(math.log(s) for s, _ in speed) / len(speed)) if speed else None
-    lo, hi = (min(speed), max(speed)) if speed else (None, None)
+    lo, hi = (min(speed, key=lambda p: p[0]), max(speed, key=lambda p: p[0])) if speed else (None, None)
     bound = sum(1 for r in timed if r.get("launch_bound"))
     compute = [r["frac_peak_flops"] for r in timed if r.get("frac_peak_flops") is not None]
     if impl == baseline:  # its speedups are 1 by definition

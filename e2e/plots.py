@@ -36,13 +36,14 @@ def plot_latency(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Pa
     the curves cross is visible."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for label in sorted({_label(r) for r in rows}):
-        pts = sorted((r["seqlen"], r["ttft_s"], r["tpot_s"]) for r in _ok(rows) if _label(r) == label)
+        pts = sorted(((r["seqlen"], r["ttft_s"], r["tpot_s"]) for r in _ok(rows) if _label(r) == label),
+                     key=lambda p: p[0])
         ooms = sorted(r["seqlen"] for r in rows if _label(r) == label and r.get("status") == "oom")
         for ax, i in ((axes[0], 1), (axes[1], 2)):
             shown = [p for p in pts if p[i] is not None]  # a TPOT lost in the timing noise is None: no point
             line = ax.plot([p[0] for p in shown], [p[i] * 1e3 for p in shown], marker="o", label=label)[0]
-            if ooms and pts:
-                ax.plot(ooms[:1], [pts[-1][i] * 1e3], marker="x", ms=10, color=line.get_color(), ls="none")
+            if ooms and shown:
+                ax.plot(ooms[:1], [shown[-1][i] * 1e3], marker="x", ms=10, color=line.get_color(), ls="none")
         bare = sorted((r["seqlen"], r["prefill_s"]) for r in _ok(rows) if _label(r) == label and r.get("prefill_s"))
         if bare:
             axes[0].plot([p[0] for p in bare], [p[1] * 1e3 for p in bare], ls=":", color=line.get_color())

@@ -290,26 +290,43 @@ class Op:
 # Helpers shared by the families' input generators
 # --------------------------------------------------------------------------------------------------
 # Above this many elements a host draw costs seconds per tensor (a 17 GB KV cache: minutes), so large tensors
-# are drawn on the GPU from a seed taken from the host generator: still seeded and repeatable, but their
-# values differ from a CPU run's (the correctness checks run at reduced shapes, below this size).
+# are drawn on the GPU from a seed taken from the host generator: still seeded and repeatable on one GPU model
+# (PyTorch's device draws depend on the launch grid, i.e. the SM count), but their values differ from a CPU
+# run's (the correctness checks run at reduced shapes, below this size). They are drawn in float32 slices into
+# the final tensor, so the GPU never holds more than the tensor plus one slice.
 DEVICE_DRAW_ELEMENTS = 1 << 27
+DEVICE_DRAW_SLICE = 1 << 26
 
 
-def _sample(draw, shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda" and math.prod(shape) > DEVICE_DRAW_ELEMENTS:
-        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        return draw(shape, generator=torch.Generator(device=device).manual_seed(seed), device=device)
-    return draw(shape, generator=gen)
+def _draw_on_device(device: torch.device, numel: int) -> bool:
+    return device.type == "cuda" and numel > DEVICE_DRAW_ELEMENTS
+
+
+def _sample(draw: Callable[..., torch.Tensor], shape: tuple[int, ...], gen: torch.Generator, *, dtype: torch.dtype,
+            device: torch.device, scale: float, shift: float) -> torch.Tensor:
+    """``draw(...) * scale + shift`` in float32, as a ``dtype`` tensor on ``device``."""
+    n = math.prod(shape)
+    if not _draw_on_device(device, n):
+        x = draw(shape, generator=gen, dtype=torch.float32).mul_(scale).add_(shift)
+        return x.to(device=device, dtype=dtype)
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    device_gen = torch.Generator(device=device).manual_seed(seed)
+    out = torch.empty(shape, dtype=dtype, device=device)
+    flat = out.view(-1)
+    for start in range(0, n, DEVICE_DRAW_SLICE):
+        part = draw((min(DEVICE_DRAW_SLICE, n - start),), generator=device_gen, dtype=torch.float32, device=device)
+        flat[start:start + part.numel()].copy_(part.mul_(scale).add_(shift))
+    return out
 
 
 def randn(shape: tuple[int, ...], gen: torch.Generator, *, dtype: torch.dtype, device: torch.device,
           scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
     """Seeded normal samples, drawn on the CPU (same values on every device) up to DEVICE_DRAW_ELEMENTS."""
-    x = _sample(torch.randn, shape, gen, torch.device(device)).mul_(scale).add_(shift)  # in place: GiB tensors
-    return x.to(device=device, dtype=dtype)
+    return _sample(torch.randn, tuple(shape), gen, dtype=dtype, device=torch.device(device), scale=scale,
+                   shift=shift)
 
 
 def uniform(shape: tuple[int, ...], gen: torch.Generator, low: float, high: float, *, dtype: torch.dtype,
             device: torch.device) -> torch.Tensor:
-    x = _sample(torch.rand, shape, gen, torch.device(device)).mul_(high - low).add_(low)
-    return x.to(device=device, dtype=dtype)
+    return _sample(torch.rand, tuple(shape), gen, dtype=dtype, device=torch.device(device), scale=high - low,
+                   shift=low)

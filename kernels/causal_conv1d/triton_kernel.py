@@ -260,6 +260,13 @@ def _cl_blocks(batch: int, dim: int, seqlen: int, v: int, block_d: int | None = 
     """Channel-last (BLOCK_L, GD, chunks, num_warps): 256 channels (512 B of bf16) x 16 steps per block,
     4 warps (32 outputs per thread), up to 4 blocks of steps per program while that leaves >= 1024
     programs; small shapes shrink the tile. Arguments other than None are kept (tuning)."""
+    for name, value in (("block_d", block_d), ("block_l", block_l), ("num_warps", num_warps)):
+        if value is not None and (value < 1 or value & (value - 1)):
+            raise ValueError(f"causal_conv1d (triton): {name} must be a power of two, got {value}")
+    if block_d is not None and not v <= block_d <= 4096:
+        raise ValueError(f"causal_conv1d (triton): block_d must lie in [{v}, 4096] (whole vectors), got {block_d}")
+    if chunks is not None and chunks < 1:
+        raise ValueError(f"causal_conv1d (triton): chunks must be >= 1, got {chunks}")
     block_d = block_d or min(256, max(v, triton.next_power_of_2(dim)))
     block_l = block_l or min(max(1, triton.next_power_of_2(seqlen)), 4096 // block_d)
     groups = block_d // v

@@ -210,3 +210,13 @@ def test_gpu_mamba_ssm_backend_uses_the_official_kernels():
     assert paths["selective_scan"].startswith("CUDA") and paths["causal_conv1d"].startswith("CUDA")
     hf = build(spec, dtype="bf16", device="cuda")
     assert profile_prefill(hf, seqlen=256)["kernel_paths"]["selective_scan"].startswith("CUDA")
+
+
+def test_latency_plot_skips_an_unmeasurable_tpot_next_to_an_oom(tmp_path):
+    from ssmscope.e2e.plots import plot_latency
+
+    rows = [{"model": "m", "backend": "hf", "status": "ok", "seqlen": n, "ttft_s": 0.01 * n, "tpot_s": tpot,
+             "prefill_s": 0.01 * n} for n, tpot in ((1, 0.002), (2, 0.003), (4, None))]
+    rows.append({"model": "m", "backend": "hf", "status": "oom", "seqlen": 8})
+    png = next(p for p in plot_latency(rows, tmp_path) if p.suffix == ".png")
+    assert png.stat().st_size > 10_000

@@ -282,3 +282,13 @@ def test_ours_matches_official_on_upstream_strided_slice(channel_last):
     ours, theirs = triton_conv(x, weight, bias, "silu"), official(x, weight, bias, "silu")
     assert ours.stride() == theirs.stride()
     torch.testing.assert_close(ours.float(), theirs.float(), rtol=1e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("knobs", [dict(block_d=2), dict(block_d=24), dict(block_l=0), dict(chunks=0),
+                                   dict(num_warps=3), dict(block_d=8192)])
+def test_triton_channel_last_knobs_are_checked(knobs):
+    from ssmscope.kernels.causal_conv1d import triton_kernel
+
+    x = torch.randn(1, 16, 8).transpose(1, 2)  # channel-last [B, D=8, L=16]
+    with pytest.raises(ValueError, match="causal_conv1d"):
+        triton_kernel.causal_conv1d(x, torch.randn(8, 4), **knobs)

@@ -54,11 +54,29 @@ def test_inputs_are_seeded_and_small_ones_identical_on_every_device(monkeypatch)
                                                         dtype=torch.float32, device=torch.device("cpu")))
 
 
+def test_large_inputs_are_drawn_in_slices_into_the_final_dtype(monkeypatch):
+    from ssmscope.kernels import op as op_module
+
+    # the device path, taken here on the CPU: 23 elements in slices of 5, drawn from a seed of the host generator
+    monkeypatch.setattr(op_module, "_draw_on_device", lambda device, numel: numel > 8)
+    monkeypatch.setattr(op_module, "DEVICE_DRAW_SLICE", 5)
+    draw = lambda seed: op_module.uniform((23,), torch.Generator().manual_seed(seed), 0.5, 2.0,
+                                          dtype=torch.bfloat16, device=torch.device("cpu"))
+    a, b, c = draw(1), draw(1), draw(2)
+    assert a.dtype == torch.bfloat16 and torch.equal(a, b) and not torch.equal(a, c)
+    assert 0.5 <= float(a.min()) and float(a.max()) <= 2.0
+    assert len({tuple(a[i:i + 5].tolist()) for i in range(0, 20, 5)}) == 4  # each slice its own draw
+    normal = op_module.randn((4000,), torch.Generator().manual_seed(3), dtype=torch.float32,
+                             device=torch.device("cpu"), scale=2.0, shift=1.0)
+    assert abs(float(normal.mean()) - 1.0) < 0.15 and abs(float(normal.std()) - 2.0) < 0.15
+
+
 @pytest.mark.gpu
 def test_large_inputs_are_drawn_on_the_gpu_seeded(monkeypatch):
     from ssmscope.kernels import op as op_module
 
     monkeypatch.setattr(op_module, "DEVICE_DRAW_ELEMENTS", 8)
+    monkeypatch.setattr(op_module, "DEVICE_DRAW_SLICE", 6)
     draw = lambda seed: op_module.uniform((4, 5), torch.Generator().manual_seed(seed), 0.5, 2.0,
                                           dtype=torch.float32, device=torch.device("cuda"))
     a, b, c = draw(1), draw(1), draw(2)

@@ -313,3 +313,11 @@ def test_ours_matches_official_on_paper_grid():
 def test_triton_small_grid_on_gpu():
     results = list(check(OP, ["triton"], grid="small", device="cuda", seed=0))
     assert not [(r.config, r.dtype, r.status, r.message) for r in results if r.status != "pass"]
+
+
+def test_tiling_knobs_must_be_powers_of_two():
+    from ssmscope.kernels.selective_state_update.triton_kernel import selective_state_update
+
+    kw = OP.make_inputs(batch=1, dim=8, dstate=4, dtype="fp32", seed=3)
+    with pytest.raises(ValueError, match="block_m"):
+        selective_state_update(**kw, block_m=3)
