@@ -143,7 +143,11 @@ def main() -> int:
     parser.add_argument("--per-op", type=int, default=6, help="configs per op (spread over the grid)")
     parser.add_argument("--impl", default="triton", help="which of our impls (e.g. a previous version)")
     parser.add_argument("--dump", metavar="DIR", help="write each compiled kernel's TTGIR and PTX here")
+    parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                        help="a keyword of the triton function for every config, e.g. prefetch=true, per_thread=32")
     args = parser.parse_args()
+    knobs = {name: {"true": True, "false": False}.get(value.lower(), int(value) if value.isdigit() else value)
+             for name, _, value in (k.partition("=") for k in args.knob)}
     global DUMP_DIR
     if args.dump:
         DUMP_DIR = args.dump
@@ -167,7 +171,7 @@ def main() -> int:
             kw = op.make_inputs(dtype=dtype, device="cpu", seed=0, **small)
             before = len(results)
             try:
-                impl.load()(**kw, **extra)
+                impl.load()(**kw, **extra, **knobs)
             except Exception as exc:  # the launcher itself rejected the config
                 print(f"{op_name:24} {shape.label():44} {dtype:5} launcher: {type(exc).__name__}: {exc}")
                 failures += 1

@@ -53,11 +53,13 @@ def _combine(a1, x1, a2, x2):
 @triton.jit
 def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
            stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
-           mask_d3, dn_mask3, A3, Dv3, bias3, offs_t,
+           mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, u_pre, dt_pre, z_pre,
            HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-           STATE_PASS: tl.constexpr, MASK_T: tl.constexpr):
+           STATE_PASS: tl.constexpr, MASK_T: tl.constexpr, PRELOADED: tl.constexpr):
     """CHUNK steps from t0: returns the state after them and Σδ so far; writes the output unless STATE_PASS.
-    [BLOCK_D, CHUNK] quantities are kept as [BLOCK_D, 1, CHUNK], in the layout of the 3-D tiles they meet."""
+    [BLOCK_D, CHUNK] quantities are kept as [BLOCK_D, 1, CHUNK], in the layout of the 3-D tiles they meet.
+    PRELOADED: u, δ (raw) and z of this chunk were loaded ahead (``_rows_ahead``) and come in as u_pre,
+    dt_pre, z_pre (whole chunks only)."""
     t = (t0 + offs_t)[None, None, :]
     tp = t.to(tl.int64)  # offsets along L: a strided view (e.g. u sliced out of in_proj's output) passes 2^31
     if MASK_T:
@@ -66,8 +68,12 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
     else:
         mask_dt = mask_d3
         mask_b = dn_mask3
-    u = tl.load(u_rows + tp * stride_ul, mask=mask_dt, other=0.0).to(tl.float32)
-    dt = tl.load(dt_rows + tp * stride_dl, mask=mask_dt, other=0.0).to(tl.float32)
+    if PRELOADED:
+        u = u_pre
+        dt = dt_pre
+    else:
+        u = tl.load(u_rows + tp * stride_ul, mask=mask_dt, other=0.0).to(tl.float32)
+        dt = tl.load(dt_rows + tp * stride_dl, mask=mask_dt, other=0.0).to(tl.float32)
     if HAS_BIAS:
         dt += bias3
     if SOFTPLUS:
@@ -90,10 +96,28 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
         if HAS_D:
             y += Dv3 * u
         if HAS_Z:
-            zt = tl.load(z_rows + tp * stride_zl, mask=mask_dt, other=0.0).to(tl.float32)
+            if PRELOADED:
+                zt = z_pre
+            else:
+                zt = tl.load(z_rows + tp * stride_zl, mask=mask_dt, other=0.0).to(tl.float32)
             y *= tl.fdiv(zt, 1.0 + tl.exp(-zt))
         tl.store(out_rows + tp * stride_ol, y.to(out_rows.dtype.element_ty), mask=mask_dt)
     return h, dsum
+
+
+@triton.jit
+def _rows_ahead(t0, u_rows, dt_rows, z_rows, stride_ul, stride_dl, stride_zl, mask_d3, offs_t,
+                HAS_Z: tl.constexpr, STATE_PASS: tl.constexpr):
+    """u, raw δ and z of the whole chunk at t0 (fp32, [BLOCK_D, 1, CHUNK]), issued one chunk ahead of their
+    use: the loads are in flight while the previous chunk is scanned (Triton's pipeliner stages only loads
+    that feed tl.dot, so this is done by hand, in registers)."""
+    tp = (t0 + offs_t)[None, None, :].to(tl.int64)
+    u = tl.load(u_rows + tp * stride_ul, mask=mask_d3, other=0.0).to(tl.float32)
+    dt = tl.load(dt_rows + tp * stride_dl, mask=mask_d3, other=0.0).to(tl.float32)
+    zt = u
+    if HAS_Z and not STATE_PASS:
+        zt = tl.load(z_rows + tp * stride_zl, mask=mask_d3, other=0.0).to(tl.float32)
+    return u, dt, zt
 
 
 @triton.jit(do_not_specialize=["dim", "seqlen", "dim_per_group", "seg_chunks"])
@@ -112,6 +136,7 @@ def _selective_scan_fwd_kernel(
     STATE_PASS: tl.constexpr,  # True: run from h = 0, store the final state and Σδ, write no output
     LOAD_STATE: tl.constexpr,  # output pass with segments: start from the state stored for segment - 1
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
+    PREFETCH: tl.constexpr,  # load u, δ, z one whole chunk ahead (needs seqlen >= CHUNK)
 ):
     pid_d = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -151,16 +176,31 @@ def _selective_scan_fwd_kernel(
     end = tl.minimum(start + seg_chunks * CHUNK, seqlen)
     whole_end = start + (end - start) // CHUNK * CHUNK
     dsum = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
-    for t0 in range(start, whole_end, CHUNK):
-        h, dsum = _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
-                         stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
-                         mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                         STATE_PASS, False)
+    if PREFETCH:
+        # The chunk after the last whole one is clamped back onto it (a wasted, in-bounds load): every load
+        # stays unmasked along L. A segment without a whole chunk reads its predecessor's last one, unused.
+        last = whole_end - CHUNK
+        u_n, dt_n, z_n = _rows_ahead(tl.maximum(tl.minimum(start, last), 0), u_rows, dt_rows, z_rows,
+                                     stride_ul, stride_dl, stride_zl, mask_d3, offs_t, HAS_Z, STATE_PASS)
+        for t0 in range(start, whole_end, CHUNK):
+            u_c, dt_c, z_c = u_n, dt_n, z_n
+            u_n, dt_n, z_n = _rows_ahead(tl.minimum(t0 + CHUNK, last), u_rows, dt_rows, z_rows,
+                                         stride_ul, stride_dl, stride_zl, mask_d3, offs_t, HAS_Z, STATE_PASS)
+            h, dsum = _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
+                             stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
+                             mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, u_c, dt_c, z_c, HAS_D, HAS_Z, HAS_BIAS,
+                             SOFTPLUS, STATE_PASS, False, True)
+    else:
+        for t0 in range(start, whole_end, CHUNK):
+            h, dsum = _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
+                             stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
+                             mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, dsum, dsum, dsum, HAS_D, HAS_Z, HAS_BIAS,
+                             SOFTPLUS, STATE_PASS, False, False)
     if whole_end < end:
         h, dsum = _chunk(whole_end, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
                          stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
-                         mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                         STATE_PASS, True)
+                         mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, dsum, dsum, dsum, HAS_D, HAS_Z, HAS_BIAS,
+                         SOFTPLUS, STATE_PASS, True, False)
 
     if STATE_PASS:
         _store_segment_state(st_rows, st_stride, dsum_ptr, h, tl.reshape(dsum, [BLOCK_D]), dim, offs_d, offs_n,
@@ -179,7 +219,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
                    num_segments: int | None = None, target_programs: int | None = None,
                    min_segment: int = MIN_SEGMENT, chunk: int | None = None, per_thread: int | None = None,
-                   num_warps: int = 4) -> torch.Tensor:
+                   num_warps: int = 4, prefetch: bool = False) -> torch.Tensor:
     """Selective scan (Mamba-1 S6 forward) with the official signature.
 
     u, delta, z: [B, D, L] (fp32/fp16/bf16, any strides);  A: [D, N] real, N <= 256;
@@ -189,7 +229,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     Tuning / test knobs (keyword only): ``num_segments`` forces the sequence split (1 = none);
     otherwise it is chosen so that the grid reaches ``target_programs`` (default 4 per SM) with segments of
     at least ``min_segment`` steps. ``chunk`` (a power of two, 2 to 32) is the number of steps per tile and
-    ``per_thread`` the tile elements per thread (defaults: ``default_tiling``).
+    ``per_thread`` the tile elements per thread (defaults: ``default_tiling``). ``prefetch`` loads u, δ and z
+    one chunk ahead (an experiment, off by default until timed on a GPU: benchmarks/NOTES.md).
     """
     B, C = scan_args(u, delta, A, B, C, D, z, delta_bias)
     tiling = default_tiling(A.shape[1])
@@ -228,7 +269,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         state = dsum = out  # never touched
     common = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                   SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk,
-                  num_warps=num_warps)
+                  PREFETCH=bool(prefetch) and seqlen >= chunk, num_warps=num_warps)
     args = (u, delta, A, B, C, dd, zz, bb, out, state, dsum, dim, seqlen, dim // groups, seg_chunks,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
             dstate)
