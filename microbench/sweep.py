@@ -213,9 +213,9 @@ def run_sweep(ops: str | Op | Sequence[str | Op], impls: Sequence[str] | Mapping
                 states[key] = _baseline_from_previous(point, cfg, mode, previous, previous_samples)
             row, samples = run_point(point, cfg, states[key])
             rows_log.write(row)
-            if samples:
+            if samples:  # 7 significant digits: a CUDA event reads float32 ms, ~0.5 µs resolution
                 samples_log.write({**{k: row[k] for k in ("op", "impl", "config_id", "device", "cache", "mode")},
-                                   "samples_ms": samples})
+                                   "samples_ms": [float(f"{ms:.7g}") for ms in samples]})
             written.append(row)
             if on_row:
                 on_row(row)
