@@ -31,6 +31,7 @@ except ImportError:
 from triton.backends.compiler import BaseBackend, GPUTarget  # noqa: E402
 
 from ssmscope import kernels  # noqa: E402
+from ssmscope.microbench.grid import parse_scalar  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -146,8 +147,7 @@ def main() -> int:
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                         help="a keyword of the triton function for every config, e.g. prefetch=true, per_thread=32")
     args = parser.parse_args()
-    knobs = {name: {"true": True, "false": False}.get(value.lower(), int(value) if value.isdigit() else value)
-             for name, _, value in (k.partition("=") for k in args.knob)}
+    knobs = {name: parse_scalar(value) for name, _, value in (k.partition("=") for k in args.knob)}
     global DUMP_DIR
     if args.dump:
         DUMP_DIR = args.dump

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 from typing import Any, Callable
 
+from ..kernels.op import first_line
 from .build import Built
 
 K = 1024
@@ -102,8 +103,6 @@ def prefill_fits(built: Built, seqlen: int, batch: int = 1, logits: str = "last"
     on any other CUDA error."""
     import torch
 
-    from ..kernels.op import first_line
-
     try:
         out = built.prefill(built.prompt(seqlen, batch), logits=logits)
         torch.cuda.synchronize()
@@ -156,7 +155,6 @@ def find_frontier(built: Built, batch: int = 1, logits: str = "last", start: int
 
     A CUDA fault (not an OOM) ends the search: the lengths already found to fit stand, ``stopped_by`` says
     which length faulted and why, and no memory breakdown is measured (the context is lost)."""
-    from ..kernels.op import first_line
     from .memory import measure_memory
 
     tried: list[tuple[int, bool]] = []

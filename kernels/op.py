@@ -50,6 +50,13 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return text.splitlines()[0][:limit] if text else ""
 
 
+def check_powers_of_two(where: str, **knobs: int | None) -> None:
+    """Tuning knobs that must be powers of two (None: the heuristic picks); a ValueError naming the first bad one."""
+    for name, value in knobs.items():
+        if value is not None and (value < 1 or value & (value - 1)):
+            raise ValueError(f"{where}: {name} must be a power of two, got {value}")
+
+
 class Unavailable(RuntimeError):
     """An implementation that cannot run here: not installed, no GPU, unsupported architecture."""
 

@@ -94,6 +94,15 @@ def parse_values(text: str | int | Sequence[Any], kind: type = int) -> list[Any]
     return list(dict.fromkeys(items))
 
 
+def parse_scalar(text: str) -> int | bool | str:
+    """One value whose kind is not known in advance (a kernel's tuning knob): true/false, an integer
+    (``16k`` allowed), else the text."""
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return parse_int(text) if text[:1].isdigit() else text
+
+
 def _parse_item(part: str, kind: type) -> list[Any]:
     if kind is bool:
         low = part.lower()

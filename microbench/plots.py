@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 from .rows import TIMED_STATUSES, load_rows
 
 MARKERS = "osD^v<>ph*"
+LINESTYLES = ("-", "--", ":", "-.")
 LEGEND_ROWS = 14  # settings per legend column
 
 
@@ -35,18 +36,18 @@ def scaling_series(rows: Sequence[Mapping[str, Any]], x: str) -> dict[str, dict[
     return {op: lines for op, lines in kept.items() if lines}
 
 
-def _labels(keys: list[tuple]) -> dict[tuple, str]:
-    """impl, plus dtype and the params that differ between an op's lines (the ones that tell them apart)."""
+def _setting_labels(keys: list[tuple]) -> dict[tuple, str]:
+    """(dtype, params) of each line -> the dtype and the params that differ between an op's lines (the ones that
+    tell them apart); "" when there is only one setting."""
     varying = set()
     dtypes = {k[1] for k in keys}
     for name in {n for k in keys for n, _ in k[2]}:
         if len({dict(k[2]).get(name) for k in keys}) > 1:
             varying.add(name)
     labels = {}
-    for impl, dtype, fixed in keys:
-        parts = [impl] + ([dtype] if len(dtypes) > 1 else [])
-        parts += [f"{n}={v}" for n, v in fixed if n in varying]
-        labels[(impl, dtype, fixed)] = " ".join(str(p) for p in parts)
+    for _, dtype, fixed in keys:
+        parts = ([dtype] if len(dtypes) > 1 else []) + [f"{n}={v}" for n, v in fixed if n in varying]
+        labels[(dtype, fixed)] = " ".join(str(p) for p in parts)
     return labels
 
 
@@ -94,16 +95,14 @@ def _panel(ax: Any, op: str, lines: Mapping[tuple, list[tuple[float, float, str]
     """One op: a color per impl, a marker and dash style per setting of the other fields."""
     from matplotlib.ticker import FuncFormatter
 
-    labels = _labels(list(lines))
     impls = sorted({key[0] for key in lines})
     settings = sorted({key[1:] for key in lines}, key=str)
     colors = {impl: f"C{i % 10}" for i, impl in enumerate(impls)}
-    styles = ("-", "--", ":", "-.")
     wrong = []
-    for key, pts in sorted(lines.items(), key=lambda kv: labels[kv[0]]):
+    for key, pts in lines.items():
         j = settings.index(key[1:])
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[key[0]], linestyle=styles[j % len(styles)],
-                marker=MARKERS[j % len(MARKERS)], markersize=4, linewidth=1.4, label=labels[key])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[key[0]], linestyle=_style(j),
+                marker=MARKERS[j % len(MARKERS)], markersize=4, linewidth=1.4)
         wrong += [(p[0], p[1]) for p in pts if p[2] == "wrong"]
     if wrong:
         ax.scatter(*zip(*wrong), marker="x", s=70, color="red", zorder=5)
@@ -115,7 +114,11 @@ def _panel(ax: Any, op: str, lines: Mapping[tuple, list[tuple[float, float, str]
     ax.set_title(op)
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
-    _legends(ax, impls, colors, settings, {key[1:]: labels[key] for key in lines}, bool(wrong))
+    _legends(ax, impls, colors, settings, _setting_labels(list(lines)), bool(wrong))
+
+
+def _style(j: int) -> str:
+    return LINESTYLES[j % len(LINESTYLES)]
 
 
 def _legends(ax: Any, impls: list[str], colors: Mapping[str, str], settings: list[tuple],
@@ -124,7 +127,6 @@ def _legends(ax: Any, impls: list[str], colors: Mapping[str, str], settings: lis
     legend entry per line would list impls × settings)."""
     from matplotlib.lines import Line2D
 
-    styles = ("-", "--", ":", "-.")
     by_color = [Line2D([], [], color=colors[i], linewidth=2, label=i) for i in impls]
     if wrong:
         by_color.append(Line2D([], [], color="red", marker="x", linestyle="", label="wrong result (timed, flagged)"))
@@ -132,16 +134,10 @@ def _legends(ax: Any, impls: list[str], colors: Mapping[str, str], settings: lis
                       title_fontsize=7, framealpha=0.85)
     if len(settings) > 1:
         ax.add_artist(first)
-        by_style = [Line2D([], [], color="0.35", linestyle=styles[j % len(styles)], marker=MARKERS[j % len(MARKERS)],
-                           markersize=4, label=_setting_text(setting_labels[st]))
-                    for j, st in enumerate(settings)]
+        by_style = [Line2D([], [], color="0.35", linestyle=_style(j), marker=MARKERS[j % len(MARKERS)],
+                           markersize=4, label=setting_labels[st]) for j, st in enumerate(settings)]
         ax.legend(handles=by_style, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 0.62), framealpha=0.85,
                   ncol=2 if len(settings) > LEGEND_ROWS else 1)
-
-
-def _setting_text(label: str) -> str:
-    """A line label without its leading impl name: what the marker and dash stand for."""
-    return label.split(" ", 1)[1] if " " in label else "(one setting)"
 
 
 def _size_label(value: float, _pos: Any = None) -> str:

@@ -23,7 +23,7 @@ import itertools
 
 from ssmscope import kernels
 from ssmscope.kernels.check import clone_inputs, relative_error
-from ssmscope.microbench.grid import build_configs, parse_values
+from ssmscope.microbench.grid import build_configs, parse_scalar, parse_values
 from ssmscope.microbench.timing import time_callable
 
 
@@ -31,9 +31,7 @@ def parse_assignments(text: str) -> dict[str, object]:
     out: dict[str, object] = {}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
-        value = value.strip()
-        out[key.strip()] = (parse_values(value)[0] if value[:1].isdigit()
-                            else {"true": True, "false": False}.get(value.lower(), value))
+        out[key.strip()] = parse_scalar(value)
     return out
 
 

@@ -157,9 +157,7 @@ def tile_config(head_dim: int, dtype: torch.dtype, on_gpu: bool) -> TileConfig:
     block_d = max(16, triton.next_power_of_2(head_dim))
     if dtype == torch.float32:
         return TileConfig(64, 32, 8, 2) if block_d <= 128 else TileConfig(16, 16, 4, 2)
-    if block_d <= 64:
-        return TileConfig(128, 64, 8, 3)
-    if block_d == 128:  # H100, L16K H12/2 (knob_sweep): 128x64 1618 µs, 64x64/4 warps 1711, v1's 128x32 2160
+    if block_d <= 128:  # d128 on the H100, L16K H12/2 (knob_sweep): 1618 µs; 64x64/4 warps 1711; 128x32 2160
         return TileConfig(128, 64, 8, 3)
     return TileConfig(64, 32, 8, 2)
 

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..op import ShapeError
+from ..op import ShapeError, check_powers_of_two
 from .ref import silu_flag
 
 MAX_WIDTH = 4
@@ -260,9 +260,7 @@ def _cl_blocks(batch: int, dim: int, seqlen: int, v: int, block_d: int | None = 
     """Channel-last (BLOCK_L, GD, chunks, num_warps): 256 channels (512 B of bf16) x 16 steps per block,
     4 warps (32 outputs per thread), up to 4 blocks of steps per program while that leaves >= 1024
     programs; small shapes shrink the tile. Arguments other than None are kept (tuning)."""
-    for name, value in (("block_d", block_d), ("block_l", block_l), ("num_warps", num_warps)):
-        if value is not None and (value < 1 or value & (value - 1)):
-            raise ValueError(f"causal_conv1d (triton): {name} must be a power of two, got {value}")
+    check_powers_of_two("causal_conv1d (triton)", block_d=block_d, block_l=block_l, num_warps=num_warps)
     if block_d is not None and not v <= block_d <= 4096:
         raise ValueError(f"causal_conv1d (triton): block_d must lie in [{v}, 4096] (whole vectors), got {block_d}")
     if chunks is not None and chunks < 1:

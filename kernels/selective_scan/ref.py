@@ -85,7 +85,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
 OURS_MAX_DSTATE = 256  # our kernels keep a channel's whole state row [N] in one tile
 
 
-def ours_output(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+def ours_output(u: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     """The checks every version of our Triton scan shares (dtype, N <= 256) and its output [B, D, L] in u's
     dtype, not yet written."""
     if u.dtype not in (torch.float32, torch.float16, torch.bfloat16):

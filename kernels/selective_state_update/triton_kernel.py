@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..op import ShapeError
+from ..op import ShapeError, check_powers_of_two
 from .ref import HeadArgs, head_layout
 
 
@@ -172,9 +172,7 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
     if out.numel() == 0:
         return out if a.heads else out.squeeze(1)
     auto_m, block_n, auto_warps = _block_sizes(batch, nheads, dim, dstate)
-    for name, value in (("block_m", block_m), ("num_warps", num_warps)):
-        if value is not None and (value < 1 or value & (value - 1)):
-            raise ValueError(f"selective_state_update (triton): {name} must be a power of two, got {value}")
+    check_powers_of_two("selective_state_update (triton)", block_m=block_m, num_warps=num_warps)
     block_m, num_warps = block_m or auto_m, num_warps or auto_warps
     zz = a.z if a.z is not None else a.x  # placeholders are never read: HAS_Z / HAS_D / HAS_BIAS are constexpr
     dd = a.D if a.D is not None else a.A[:, :, 0]

@@ -10,7 +10,8 @@ DRAM sees x, dt, B, C, z once and out once; nothing else is written. BLOCK_T is 
 ``chunk_size`` (the function is the same, only the evaluation order differs).
 
 Sequence parallelism: when B·H·⌈P/BLOCK_P⌉ programs cannot fill the GPU (batch 1, 24-80 heads), the
-sequence is cut into S segments, as many as fill two waves of program slots (two 4-warp programs per SM). A first kernel computes each segment's own final state from zero and its
+sequence is cut into S segments, as many as fill two waves of program slots (two 4-warp programs per SM).
+A first kernel computes each segment's own final state from zero and its
 total decay Σa (it reads x, dt, B, not C or z, and skips the [T, T] work); the main kernel's program for
 segment k starts from h_in(k), with h_in(0) = the initial state and h_in(j+1) = exp(Σa_j)·h_in(j) + h_j
 (a short loop over L2-resident states).
@@ -254,10 +255,9 @@ def _segment_len(programs: int, seqlen: int, block_t: int, sm_count: int, ctas_p
     """Steps per segment: the whole sequence when ``programs`` fill half the GPU's sm_count·ctas_per_sm
     program slots, else enough segments for TWO waves of slots, or one wave when two would cut segments
     shorter than _min_segment(seqlen); a multiple of BLOCK_T. Measured on the H100 at H48 L16K (knob_sweep,
-    2026-11-23):
-    5 segments (one wave, 240 programs) 481 µs, 8 (384: a wave and a half) 491, 11 (528: two whole waves)
-    385, 16 (768) 380 — a half-empty last wave costs as much as a full one, and two waves balance the SMs
-    better than one (v2 aimed at one wave; v1 at two programs per SM regardless of the wave count)."""
+    2026-11-23): 5 segments (one wave, 240 programs) 481 µs, 8 (384: a wave and a half) 491, 11 (528: two
+    whole waves) 385, 16 (768) 380 — a half-empty last wave costs as much as a full one, and two waves
+    balance the SMs better than one (v2 aimed at one wave; v1 at two programs per SM whatever the waves)."""
     slots = sm_count * ctas_per_sm
     shortest = _min_segment(seqlen)
     if programs >= slots // 2 or seqlen < 2 * shortest:

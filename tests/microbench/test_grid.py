@@ -121,3 +121,10 @@ def test_sweep_file(tmp_path):
     bad.write_text("causal_conv1d: {}\n")
     with pytest.raises(GridError, match="'ops' mapping"):
         load_sweep_file(bad)
+
+
+def test_parse_scalar_reads_knob_values():
+    from ssmscope.microbench.grid import parse_scalar
+
+    assert parse_scalar("16k") == 16384 and parse_scalar(" true") is True and parse_scalar("False") is False
+    assert parse_scalar("bf16") == "bf16" and parse_scalar("32") == 32
