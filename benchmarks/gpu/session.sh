@@ -74,9 +74,9 @@ for phase in "$@"; do
       run_phase knobs_conv1d_cl python3 benchmarks/gpu/knob_sweep.py causal_conv1d --knob block_d=64,128,256 \
         --knob block_l=16,32,64 --knob chunks=1,4 --shape dim=3328,seqlen=16384,channel_last=true \
         --shape dim=3328,seqlen=65536,channel_last=true ;;
-    knobs_prefetch) # selective_scan v4 with u, δ, z loaded one chunk ahead (prefetch knob), at both tile sizes
-      run_phase knobs_scan_prefetch python3 benchmarks/gpu/knob_sweep.py selective_scan --knob prefetch=0,1 \
-        --knob per_thread=32,64 --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 \
+    knobs_prefetch) # selective_scan v4 with u, δ, z (1) and B, C (2) loaded one chunk ahead, at three tile sizes
+      run_phase knobs_scan_prefetch python3 benchmarks/gpu/knob_sweep.py selective_scan --knob prefetch=0,1,2 \
+        --knob per_thread=16,32,64 --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 \
         --shape seqlen=65536,dstate=16 --shape seqlen=16384,dstate=64 ;;
     ncu_targets)
       run_phase ncu_targets $SSM ncu collect config --config benchmarks/sweeps/h100_targets.yaml --out "$RES/targets"

@@ -53,13 +53,13 @@ def _combine(a1, x1, a2, x2):
 @triton.jit
 def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
            stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
-           mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, u_pre, dt_pre, z_pre,
+           mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, u_pre, dt_pre, z_pre, b_pre, c_pre,
            HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
            STATE_PASS: tl.constexpr, MASK_T: tl.constexpr, PRELOADED: tl.constexpr):
     """CHUNK steps from t0: returns the state after them and Σδ so far; writes the output unless STATE_PASS.
     [BLOCK_D, CHUNK] quantities are kept as [BLOCK_D, 1, CHUNK], in the layout of the 3-D tiles they meet.
-    PRELOADED: u, δ (raw) and z of this chunk were loaded ahead (``_rows_ahead``) and come in as u_pre,
-    dt_pre, z_pre (whole chunks only)."""
+    PRELOADED: 1 = u, δ (raw) and z of this chunk were loaded ahead (``_rows_ahead``) and come in as u_pre,
+    dt_pre, z_pre (whole chunks only); 2 = B and C too (b_pre, c_pre)."""
     t = (t0 + offs_t)[None, None, :]
     tp = t.to(tl.int64)  # offsets along L: a strided view (e.g. u sliced out of in_proj's output) passes 2^31
     if MASK_T:
@@ -68,7 +68,7 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
     else:
         mask_dt = mask_d3
         mask_b = dn_mask3
-    if PRELOADED:
+    if PRELOADED >= 1:
         u = u_pre
         dt = dt_pre
     else:
@@ -80,7 +80,10 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
         dt = _softplus(dt)
     # Steps past seqlen (last segment only, whose final state no pass reads) get u = 0 and B = C = 0:
     # their δ is finite and their outputs are masked off.
-    b = tl.load(b_rows + tp * stride_bl, mask=mask_b, other=0.0).to(tl.float32)
+    if PRELOADED >= 2:
+        b = b_pre
+    else:
+        b = tl.load(b_rows + tp * stride_bl, mask=mask_b, other=0.0).to(tl.float32)
     decay = tl.exp2(dt * A3)
     inject = (dt * u) * b
     # The scan is order-aware wherever the compiler puts the chunk's steps; tl.reduce is not (across lanes it
@@ -91,12 +94,15 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
     if STATE_PASS:
         dsum += tl.sum(dt, axis=2)
     else:
-        c = tl.load(c_rows + tp * stride_cl, mask=mask_b, other=0.0).to(tl.float32)
+        if PRELOADED >= 2:
+            c = c_pre
+        else:
+            c = tl.load(c_rows + tp * stride_cl, mask=mask_b, other=0.0).to(tl.float32)
         y = tl.sum(hs * c, axis=1, keep_dims=True)
         if HAS_D:
             y += Dv3 * u
         if HAS_Z:
-            if PRELOADED:
+            if PRELOADED >= 1:
                 zt = z_pre
             else:
                 zt = tl.load(z_rows + tp * stride_zl, mask=mask_dt, other=0.0).to(tl.float32)
@@ -106,18 +112,25 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
 
 
 @triton.jit
-def _rows_ahead(t0, u_rows, dt_rows, z_rows, stride_ul, stride_dl, stride_zl, mask_d3, offs_t,
-                HAS_Z: tl.constexpr, STATE_PASS: tl.constexpr):
-    """u, raw δ and z of the whole chunk at t0 (fp32, [BLOCK_D, 1, CHUNK]), issued one chunk ahead of their
-    use: the loads are in flight while the previous chunk is scanned (Triton's pipeliner stages only loads
-    that feed tl.dot, so this is done by hand, in registers)."""
+def _rows_ahead(t0, u_rows, dt_rows, z_rows, b_rows, c_rows, stride_ul, stride_dl, stride_zl, stride_bl, stride_cl,
+                mask_d3, dn_mask3, offs_t, HAS_Z: tl.constexpr, STATE_PASS: tl.constexpr, PREFETCH: tl.constexpr):
+    """The whole chunk at t0, issued one chunk ahead of its use so that the loads are in flight while the
+    previous chunk is scanned (Triton's pipeliner stages only loads that feed tl.dot, so this is done by hand,
+    in registers): u, raw δ and z (fp32, [BLOCK_D, 1, CHUNK]); with PREFETCH 2 also B and C
+    ([BLOCK_D, BLOCK_N, CHUNK]: every thread's copy of its group's B_t, C_t, the costly part in registers)."""
     tp = (t0 + offs_t)[None, None, :].to(tl.int64)
     u = tl.load(u_rows + tp * stride_ul, mask=mask_d3, other=0.0).to(tl.float32)
     dt = tl.load(dt_rows + tp * stride_dl, mask=mask_d3, other=0.0).to(tl.float32)
     zt = u
     if HAS_Z and not STATE_PASS:
         zt = tl.load(z_rows + tp * stride_zl, mask=mask_d3, other=0.0).to(tl.float32)
-    return u, dt, zt
+    b = u
+    c = u
+    if PREFETCH >= 2:
+        b = tl.load(b_rows + tp * stride_bl, mask=dn_mask3, other=0.0)
+        if not STATE_PASS:
+            c = tl.load(c_rows + tp * stride_cl, mask=dn_mask3, other=0.0)
+    return u, dt, zt, b, c
 
 
 @triton.jit(do_not_specialize=["dim", "seqlen", "dim_per_group", "seg_chunks"])
@@ -136,7 +149,7 @@ def _selective_scan_fwd_kernel(
     STATE_PASS: tl.constexpr,  # True: run from h = 0, store the final state and Σδ, write no output
     LOAD_STATE: tl.constexpr,  # output pass with segments: start from the state stored for segment - 1
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
-    PREFETCH: tl.constexpr,  # load u, δ, z one whole chunk ahead (needs seqlen >= CHUNK)
+    PREFETCH: tl.constexpr,  # 1: load u, δ, z one whole chunk ahead, 2: B and C too (needs seqlen >= CHUNK)
 ):
     pid_d = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -176,31 +189,33 @@ def _selective_scan_fwd_kernel(
     end = tl.minimum(start + seg_chunks * CHUNK, seqlen)
     whole_end = start + (end - start) // CHUNK * CHUNK
     dsum = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
-    if PREFETCH:
+    if PREFETCH > 0:
         # The chunk after the last whole one is clamped back onto it (a wasted, in-bounds load): every load
         # stays unmasked along L. A segment without a whole chunk reads its predecessor's last one, unused.
         last = whole_end - CHUNK
-        u_n, dt_n, z_n = _rows_ahead(tl.maximum(tl.minimum(start, last), 0), u_rows, dt_rows, z_rows,
-                                     stride_ul, stride_dl, stride_zl, mask_d3, offs_t, HAS_Z, STATE_PASS)
+        u_n, dt_n, z_n, b_n, c_n = _rows_ahead(tl.maximum(tl.minimum(start, last), 0), u_rows, dt_rows, z_rows,
+                                               b_rows, c_rows, stride_ul, stride_dl, stride_zl, stride_bl, stride_cl,
+                                               mask_d3, dn_mask3, offs_t, HAS_Z, STATE_PASS, PREFETCH)
         for t0 in range(start, whole_end, CHUNK):
-            u_c, dt_c, z_c = u_n, dt_n, z_n
-            u_n, dt_n, z_n = _rows_ahead(tl.minimum(t0 + CHUNK, last), u_rows, dt_rows, z_rows,
-                                         stride_ul, stride_dl, stride_zl, mask_d3, offs_t, HAS_Z, STATE_PASS)
+            u_c, dt_c, z_c, b_c, c_c = u_n, dt_n, z_n, b_n, c_n
+            u_n, dt_n, z_n, b_n, c_n = _rows_ahead(tl.minimum(t0 + CHUNK, last), u_rows, dt_rows, z_rows,
+                                                   b_rows, c_rows, stride_ul, stride_dl, stride_zl, stride_bl,
+                                                   stride_cl, mask_d3, dn_mask3, offs_t, HAS_Z, STATE_PASS, PREFETCH)
             h, dsum = _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
                              stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
-                             mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, u_c, dt_c, z_c, HAS_D, HAS_Z, HAS_BIAS,
-                             SOFTPLUS, STATE_PASS, False, True)
+                             mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, u_c, dt_c, z_c, b_c, c_c, HAS_D, HAS_Z,
+                             HAS_BIAS, SOFTPLUS, STATE_PASS, False, PREFETCH)
     else:
         for t0 in range(start, whole_end, CHUNK):
             h, dsum = _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
                              stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
-                             mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, dsum, dsum, dsum, HAS_D, HAS_Z, HAS_BIAS,
-                             SOFTPLUS, STATE_PASS, False, False)
+                             mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, dsum, dsum, dsum, dsum, dsum, HAS_D, HAS_Z,
+                             HAS_BIAS, SOFTPLUS, STATE_PASS, False, 0)
     if whole_end < end:
         h, dsum = _chunk(whole_end, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
                          stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
-                         mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, dsum, dsum, dsum, HAS_D, HAS_Z, HAS_BIAS,
-                         SOFTPLUS, STATE_PASS, True, False)
+                         mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, dsum, dsum, dsum, dsum, dsum, HAS_D, HAS_Z,
+                         HAS_BIAS, SOFTPLUS, STATE_PASS, True, 0)
 
     if STATE_PASS:
         _store_segment_state(st_rows, st_stride, dsum_ptr, h, tl.reshape(dsum, [BLOCK_D]), dim, offs_d, offs_n,
@@ -219,7 +234,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
                    num_segments: int | None = None, target_programs: int | None = None,
                    min_segment: int = MIN_SEGMENT, chunk: int | None = None, per_thread: int | None = None,
-                   num_warps: int = 4, prefetch: bool = False) -> torch.Tensor:
+                   num_warps: int = 4, prefetch: int = 0) -> torch.Tensor:
     """Selective scan (Mamba-1 S6 forward) with the official signature.
 
     u, delta, z: [B, D, L] (fp32/fp16/bf16, any strides);  A: [D, N] real, N <= 256;
@@ -230,7 +245,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     otherwise it is chosen so that the grid reaches ``target_programs`` (default 4 per SM) with segments of
     at least ``min_segment`` steps. ``chunk`` (a power of two, 2 to 32) is the number of steps per tile and
     ``per_thread`` the tile elements per thread (defaults: ``default_tiling``). ``prefetch`` loads u, δ and z
-    one chunk ahead (an experiment, off by default until timed on a GPU: benchmarks/NOTES.md).
+    one chunk ahead (1), or B and C too (2) (an experiment, off by default until timed on a GPU:
+    benchmarks/NOTES.md).
     """
     B, C = scan_args(u, delta, A, B, C, D, z, delta_bias)
     tiling = default_tiling(A.shape[1])
@@ -238,6 +254,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     per_thread = tiling[1] if per_thread is None else per_thread
     if per_thread < 1 or per_thread & (per_thread - 1):
         raise ValueError(f"selective_scan (triton): per_thread must be a power of two, got {per_thread}")
+    if prefetch not in (0, 1, 2):
+        raise ValueError(f"selective_scan (triton): prefetch must be 0, 1 or 2, got {prefetch}")
     if chunk not in (2, 4, 8, 16, 32):
         raise ValueError(f"selective_scan (triton): chunk must be 2, 4, 8, 16 or 32, got {chunk}")
     batch, dim, seqlen = u.shape
@@ -269,7 +287,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         state = dsum = out  # never touched
     common = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                   SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk,
-                  PREFETCH=bool(prefetch) and seqlen >= chunk, num_warps=num_warps)
+                  PREFETCH=int(prefetch) if seqlen >= chunk else 0, num_warps=num_warps)
     args = (u, delta, A, B, C, dd, zz, bb, out, state, dsum, dim, seqlen, dim // groups, seg_chunks,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
             dstate)

@@ -177,15 +177,17 @@ def test_triton_sequence_segments(dtype, nseg, chunk):
         assert err < OP.tolerance[dtype], (flags, err)
 
 
+@pytest.mark.parametrize("prefetch", [1, 2])
 @pytest.mark.parametrize("seqlen,nseg", [(75, 1), (75, 3), (64, 4), (9, 2), (5, 1)])
-def test_triton_prefetch_matches_the_reference(seqlen, nseg):
-    """Loading u, δ, z one chunk ahead: ragged tails, segments shorter than a chunk, one whole chunk only."""
+def test_triton_prefetch_matches_the_reference(seqlen, nseg, prefetch):
+    """Loading u, δ, z (1), and B, C (2) one chunk ahead: ragged tails, segments shorter than a chunk, one whole
+    chunk only."""
     from ssmscope.kernels.selective_scan.triton_kernel import selective_scan as triton_scan
 
     for flags in (FLAGS[0], FLAGS[3]):
         kw = OP.make_inputs(batch=2, dim=6, dstate=5, seqlen=seqlen, groups=2, dtype="fp32", seed=seqlen, **flags)
         ref = ref_scan(**{k: v.double() if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
-        out = triton_scan(**kw, num_segments=nseg, chunk=4, prefetch=True)
+        out = triton_scan(**kw, num_segments=nseg, chunk=4, prefetch=prefetch)
         err = ((out.double() - ref).norm() / ref.norm()).item()
         assert err < OP.tolerance["fp32"], (flags, err)
         assert torch.allclose(out, triton_scan(**kw, num_segments=nseg, chunk=4), rtol=1e-6, atol=1e-6)
