@@ -71,6 +71,7 @@ class Capture:
                 for ext in ("ttgir", "ptx"):
                     with open(f"{stem}.{ext}", "w") as f:
                         f.write(k.asm[ext])
+                write_sass(k.asm["ptx"], f"{stem}.sass")
         except Exception as exc:  # report and carry on with the other configs
             self.results.append((self.fn.__name__, f"FAILED {type(exc).__name__}: {str(exc)[-600:]}", None, None,
                                  options))
@@ -112,6 +113,28 @@ def ptxas_usage(ptx: str) -> dict[str, int]:
     return {"regs": int(regs.group(1)) if regs else -1, "spill_B": int(spills.group(1)) if spills else -1}
 
 
+def write_sass(ptx: str, path: str) -> None:
+    """The SASS ptxas makes of this PTX (Triton's bundled ptxas and nvdisasm): what the SM runs."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        ptxas = get_ptxas(TARGET.arch).path
+        nvdisasm = os.path.join(os.path.dirname(ptxas), "nvdisasm")
+        with tempfile.TemporaryDirectory() as tmp:
+            src, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
+            with open(src, "w") as f:
+                f.write(ptx)
+            subprocess.run([ptxas, f"-arch=sm_{TARGET.arch}a", src, "-o", cubin], check=True, capture_output=True,
+                           timeout=120)
+            sass = subprocess.run([nvdisasm, "-c", "-g", cubin], check=True, capture_output=True, text=True,
+                                  timeout=120).stdout
+    except (ImportError, OSError, subprocess.SubprocessError) as exc:
+        print(f"sass: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    with open(path, "w") as f:
+        f.write(sass)
+
+
 DUMP_DIR: str | None = None
 
 
@@ -143,7 +166,7 @@ def main() -> int:
     parser.add_argument("--grid", default="upstream")
     parser.add_argument("--per-op", type=int, default=6, help="configs per op (spread over the grid)")
     parser.add_argument("--impl", default="triton", help="which of our impls (e.g. a previous version)")
-    parser.add_argument("--dump", metavar="DIR", help="write each compiled kernel's TTGIR and PTX here")
+    parser.add_argument("--dump", metavar="DIR", help="write each compiled kernel's TTGIR, PTX and SASS here")
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                         help="a keyword of the triton function for every config, e.g. prefetch=true, per_thread=32")
     args = parser.parse_args()

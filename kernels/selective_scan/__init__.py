@@ -196,8 +196,11 @@ OP = Op(
         "ref": Impl("ref", "ssmscope.kernels.selective_scan.ref:selective_scan", "reference",
                     "PyTorch, one step at a time (fp32 / fp64)"),
         "triton": Impl("triton", "ssmscope.kernels.selective_scan.triton_kernel:selective_scan", "ours",
-                       "Triton v4: [D, N, 8-step] tiles scanned inside each thread, sequence split into segments",
-                       supports=triton_supports),
+                       "Triton v5: [D, N, 4-step] tiles, the steps one FMA each on in-register phases, "
+                       "sequence split into segments", supports=triton_supports),
+        "triton_v4": Impl("triton_v4", "ssmscope.kernels.selective_scan.triton_kernel:selective_scan_v4", "previous",
+                          "Triton v4: [D, N, 4-step] tiles, an associative scan along each chunk inside the thread",
+                          supports=triton_supports),
         "triton_v3": Impl("triton_v3", "ssmscope.kernels.selective_scan.triton_kernel_v3:selective_scan", "previous",
                           "Triton v3: one step at a time on a [D, N] state tile, sequence split into segments",
                           supports=triton_supports),

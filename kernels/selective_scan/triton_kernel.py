@@ -25,9 +25,34 @@ import torch
 import triton
 import triton.language as tl
 
+from ..phases import join4, join8, split4, split8
 from .ref import ours_output, scan_args
 from .triton_kernel_v3 import (_entering_state, _num_segments, _num_sms, _scan_params,
                                _selective_scan_carry_kernel, _softplus, _store_segment_state)
+
+
+@triton.jit
+def _softplus_poly(x):
+    """softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1], with log1p(e) = e·p(e), p a degree-8
+    Chebyshev fit of log1p(e)/e on [0, 1] (relative error <= 2e-7 in fp32 arithmetic): one exp2 and nine FMAs
+    where tl.log lowers to a ~20-instruction software logarithm and tl.exp carries a denormal fix-up.
+    Above x ~ 17, e·p(e) vanishes against x: the official kernels' x > 20 cut-off, without a branch."""
+    e = tl.exp2(-tl.abs(x) * 1.4426950408889634)
+    p = 0.005253458 * e - 0.029588507
+    p = p * e + 0.07836167
+    p = p * e - 0.1367477
+    p = p * e + 0.1911143
+    p = p * e - 0.2484437
+    p = p * e + 0.3331927
+    p = p * e - 0.49999502
+    p = p * e + 1.0
+    return tl.maximum(x, 0.0) + e * p
+
+
+@triton.jit
+def _silu_gate(z):
+    """silu(z) = z·sigmoid(z) with exp2 (no denormal fix-up; exp2 of a large argument is inf: z/inf = -0)."""
+    return tl.fdiv(z, 1.0 + tl.exp2(-z * 1.4426950408889634))
 
 
 # Shortest sequence segment. Each program's walk is latency-bound (~1 µs per chunk of steps), so short
@@ -51,15 +76,51 @@ def _combine(a1, x1, a2, x2):
 
 
 @triton.jit
+def _steps(decay, inject, h, KEEP: tl.constexpr):
+    """The chunk's steps one after another on the tiles' in-register phases, h <- a_t·h + x_t: one FMA per
+    element (the associative scan spends a multiply and an FMA per element, plus one FMA to fold in the
+    entering state). Returns the states after every step, [BLOCK_D, BLOCK_N, CHUNK] (when KEEP), and the last."""
+    if decay.shape[2] == 2:
+        a0, a1 = tl.split(decay)
+        x0, x1 = tl.split(inject)
+        h0 = a0 * h + x0
+        h = a1 * h0 + x1
+        hs = tl.join(h0, h) if KEEP else decay
+    elif decay.shape[2] == 4:
+        a0, a1, a2, a3 = split4(decay)
+        x0, x1, x2, x3 = split4(inject)
+        h0 = a0 * h + x0
+        h1 = a1 * h0 + x1
+        h2 = a2 * h1 + x2
+        h = a3 * h2 + x3
+        hs = join4(h0, h1, h2, h) if KEEP else decay
+    else:
+        a0, a1, a2, a3, a4, a5, a6, a7 = split8(decay)
+        x0, x1, x2, x3, x4, x5, x6, x7 = split8(inject)
+        h0 = a0 * h + x0
+        h1 = a1 * h0 + x1
+        h2 = a2 * h1 + x2
+        h3 = a3 * h2 + x3
+        h4 = a4 * h3 + x4
+        h5 = a5 * h4 + x5
+        h6 = a6 * h5 + x6
+        h = a7 * h6 + x7
+        hs = join8(h0, h1, h2, h3, h4, h5, h6, h) if KEEP else decay
+    return hs, h
+
+
+@triton.jit
 def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
            stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
            mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, u_pre, dt_pre, z_pre, b_pre, c_pre,
            HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-           STATE_PASS: tl.constexpr, MASK_T: tl.constexpr, PRELOADED: tl.constexpr):
+           STATE_PASS: tl.constexpr, MASK_T: tl.constexpr, PRELOADED: tl.constexpr, V5: tl.constexpr):
     """CHUNK steps from t0: returns the state after them and Σδ so far; writes the output unless STATE_PASS.
     [BLOCK_D, CHUNK] quantities are kept as [BLOCK_D, 1, CHUNK], in the layout of the 3-D tiles they meet.
     PRELOADED: 1 = u, δ (raw) and z of this chunk were loaded ahead (``_rows_ahead``) and come in as u_pre,
-    dt_pre, z_pre (whole chunks only); 2 = B and C too (b_pre, c_pre)."""
+    dt_pre, z_pre (whole chunks only); 2 = B and C too (b_pre, c_pre). V5: the steps one by one on
+    in-register phases, softplus by polynomial, silu by exp2; otherwise v4's associative scan along the chunk
+    and tl.exp / tl.log."""
     t = (t0 + offs_t)[None, None, :]
     tp = t.to(tl.int64)  # offsets along L: a strided view (e.g. u sliced out of in_proj's output) passes 2^31
     if MASK_T:
@@ -77,7 +138,10 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
     if HAS_BIAS:
         dt += bias3
     if SOFTPLUS:
-        dt = _softplus(dt)
+        if V5:
+            dt = _softplus_poly(dt)
+        else:
+            dt = _softplus(dt)
     # Steps past seqlen (last segment only, whose final state no pass reads) get u = 0 and B = C = 0:
     # their δ is finite and their outputs are masked off.
     if PRELOADED >= 2:
@@ -86,11 +150,14 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
         b = tl.load(b_rows + tp * stride_bl, mask=mask_b, other=0.0).to(tl.float32)
     decay = tl.exp2(dt * A3)
     inject = (dt * u) * b
-    # The scan is order-aware wherever the compiler puts the chunk's steps; tl.reduce is not (across lanes it
-    # combines in butterfly order, fine only for commutative ops), so the last state is taken with a sum.
-    a_cum, x_cum = tl.associative_scan((decay, inject), 2, _combine)
-    hs = a_cum * h[:, :, None] + x_cum
-    h = tl.sum(tl.where(offs_t[None, None, :] == offs_t.shape[0] - 1, hs, 0.0), axis=2)
+    if V5:
+        hs, h = _steps(decay, inject, h, not STATE_PASS)
+    else:
+        # The scan is order-aware wherever the compiler puts the chunk's steps; tl.reduce is not (across lanes
+        # it combines in butterfly order, fine only for commutative ops), so the last state is taken with a sum.
+        a_cum, x_cum = tl.associative_scan((decay, inject), 2, _combine)
+        hs = a_cum * h[:, :, None] + x_cum
+        h = tl.sum(tl.where(offs_t[None, None, :] == offs_t.shape[0] - 1, hs, 0.0), axis=2)
     if STATE_PASS:
         dsum += tl.sum(dt, axis=2)
     else:
@@ -106,7 +173,10 @@ def _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_row
                 zt = z_pre
             else:
                 zt = tl.load(z_rows + tp * stride_zl, mask=mask_dt, other=0.0).to(tl.float32)
-            y *= tl.fdiv(zt, 1.0 + tl.exp(-zt))
+            if V5:
+                y *= _silu_gate(zt)
+            else:
+                y *= tl.fdiv(zt, 1.0 + tl.exp(-zt))
         tl.store(out_rows + tp * stride_ol, y.to(out_rows.dtype.element_ty), mask=mask_dt)
     return h, dsum
 
@@ -149,6 +219,8 @@ def _selective_scan_fwd_kernel(
     STATE_PASS: tl.constexpr,  # True: run from h = 0, store the final state and Σδ, write no output
     LOAD_STATE: tl.constexpr,  # output pass with segments: start from the state stored for segment - 1
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
+    V5: tl.constexpr,  # v5: step-by-step recurrence on in-register phases, cheaper softplus/silu (else v4)
+    EVEN: tl.constexpr,  # dim % BLOCK_D == 0 and dstate == BLOCK_N: no masks on any load or store
     PREFETCH: tl.constexpr,  # 1: load u, δ, z one whole chunk ahead, 2: B and C too (needs seqlen >= CHUNK)
 ):
     pid_d = tl.program_id(0)
@@ -157,8 +229,12 @@ def _selective_scan_fwd_kernel(
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
     offs_t = tl.arange(0, CHUNK)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
+    if EVEN:  # constant masks: the compiler drops them (no zero-fill or predicate per vector load)
+        mask_d = tl.full([BLOCK_D], 1, tl.int1)
+        mask_n = tl.full([BLOCK_N], 1, tl.int1)
+    else:
+        mask_d = offs_d < dim
+        mask_n = offs_n < dstate
     d64 = offs_d.to(tl.int64)
     dn_mask = mask_d[:, None] & mask_n[None, :]
 
@@ -204,18 +280,18 @@ def _selective_scan_fwd_kernel(
             h, dsum = _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
                              stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
                              mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, u_c, dt_c, z_c, b_c, c_c, HAS_D, HAS_Z,
-                             HAS_BIAS, SOFTPLUS, STATE_PASS, False, PREFETCH)
+                             HAS_BIAS, SOFTPLUS, STATE_PASS, False, PREFETCH, V5)
     else:
         for t0 in range(start, whole_end, CHUNK):
             h, dsum = _chunk(t0, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
                              stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
                              mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, dsum, dsum, dsum, dsum, dsum, HAS_D, HAS_Z,
-                             HAS_BIAS, SOFTPLUS, STATE_PASS, False, 0)
+                             HAS_BIAS, SOFTPLUS, STATE_PASS, False, 0, V5)
     if whole_end < end:
         h, dsum = _chunk(whole_end, h, dsum, seqlen, u_rows, dt_rows, z_rows, out_rows, b_rows, c_rows,
                          stride_ul, stride_dl, stride_zl, stride_ol, stride_bl, stride_cl,
                          mask_d3, dn_mask3, A3, Dv3, bias3, offs_t, dsum, dsum, dsum, dsum, dsum, HAS_D, HAS_Z,
-                         HAS_BIAS, SOFTPLUS, STATE_PASS, True, 0)
+                         HAS_BIAS, SOFTPLUS, STATE_PASS, True, 0, V5)
 
     if STATE_PASS:
         _store_segment_state(st_rows, st_stride, dsum_ptr, h, tl.reshape(dsum, [BLOCK_D]), dim, offs_d, offs_n,
@@ -234,7 +310,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
                    num_segments: int | None = None, target_programs: int | None = None,
                    min_segment: int = MIN_SEGMENT, chunk: int | None = None, per_thread: int | None = None,
-                   num_warps: int = 4, prefetch: int = 0) -> torch.Tensor:
+                   num_warps: int = 4, prefetch: int = 0, version: int = 5) -> torch.Tensor:
     """Selective scan (Mamba-1 S6 forward) with the official signature.
 
     u, delta, z: [B, D, L] (fp32/fp16/bf16, any strides);  A: [D, N] real, N <= 256;
@@ -245,8 +321,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     otherwise it is chosen so that the grid reaches ``target_programs`` (default 4 per SM) with segments of
     at least ``min_segment`` steps. ``chunk`` (a power of two, 2 to 32) is the number of steps per tile and
     ``per_thread`` the tile elements per thread (defaults: ``default_tiling``). ``prefetch`` loads u, δ and z
-    one chunk ahead (1), or B and C too (2) (an experiment, off by default until timed on a GPU:
-    benchmarks/NOTES.md).
+    one chunk ahead (1), or B and C too (2) (no faster on the H100: benchmarks/NOTES.md). ``version=4``
+    runs v4's kernel body (an associative scan along the chunk, tl.exp / tl.log; chunk up to 32) instead of v5.
     """
     B, C = scan_args(u, delta, A, B, C, D, z, delta_bias)
     tiling = default_tiling(A.shape[1])
@@ -256,8 +332,11 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         raise ValueError(f"selective_scan (triton): per_thread must be a power of two, got {per_thread}")
     if prefetch not in (0, 1, 2):
         raise ValueError(f"selective_scan (triton): prefetch must be 0, 1 or 2, got {prefetch}")
-    if chunk not in (2, 4, 8, 16, 32):
-        raise ValueError(f"selective_scan (triton): chunk must be 2, 4, 8, 16 or 32, got {chunk}")
+    if version not in (4, 5):
+        raise ValueError(f"selective_scan (triton): version must be 4 or 5, got {version}")
+    chunks = (2, 4, 8) if version == 5 else (2, 4, 8, 16, 32)
+    if chunk not in chunks:
+        raise ValueError(f"selective_scan (triton): chunk must be one of {chunks}, got {chunk}")
     batch, dim, seqlen = u.shape
     groups, dstate = B.shape[1], A.shape[1]
     out = ours_output(u, A)
@@ -287,7 +366,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         state = dsum = out  # never touched
     common = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                   SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk,
-                  PREFETCH=int(prefetch) if seqlen >= chunk else 0, num_warps=num_warps)
+                  PREFETCH=int(prefetch) if seqlen >= chunk else 0, V5=version == 5,
+                  EVEN=version == 5 and dim % block_d == 0 and dstate == block_n, num_warps=num_warps)
     args = (u, delta, A, B, C, dd, zz, bb, out, state, dsum, dim, seqlen, dim // groups, seg_chunks,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
             dstate)
@@ -298,3 +378,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
             A, state, dsum, dim, nseg, *A.stride(), dstate, BLOCK_D=carry_d, BLOCK_N=block_n, num_warps=4)
     _selective_scan_fwd_kernel[(d_blocks, nseg, batch)](*args, STATE_PASS=False, LOAD_STATE=nseg > 1, **common)
     return out
+
+
+def selective_scan_v4(*args, **kwargs) -> torch.Tensor:
+    """v4: the kernel body before v5 (``version=4``), kept for comparison."""
+    return selective_scan(*args, version=4, **kwargs)

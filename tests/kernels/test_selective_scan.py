@@ -9,12 +9,15 @@ import types
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from ssmscope import kernels
 from ssmscope.kernels.check import check, check_one, disagreements
 from ssmscope.kernels.op import Impl, ShapeError, Unavailable
 from ssmscope.kernels.selective_scan import ScanShape, official_supports
 from ssmscope.kernels.selective_scan.ref import selective_scan as ref_scan
+from ssmscope.kernels.selective_scan.triton_kernel import _softplus_poly
 
 OP = kernels.get("selective_scan")
 
@@ -163,18 +166,37 @@ def test_triton_follows_strides_like_mamba_block():
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
-@pytest.mark.parametrize("nseg,chunk", [(3, 16), (4, 8), (1, 8)], ids=["seg3-c16", "seg4-c8", "seg1-c8"])
-def test_triton_sequence_segments(dtype, nseg, chunk):
+@pytest.mark.parametrize("nseg,chunk,version", [(3, 16, 4), (4, 8, 5), (1, 8, 5), (3, 2, 5), (3, 4, 4)],
+                         ids=["seg3-c16-v4", "seg4-c8", "seg1-c8", "seg3-c2", "seg3-c4-v4"])
+@pytest.mark.parametrize("dim,dstate", [(6, 5), (8, 4)], ids=["ragged", "even"])
+def test_triton_sequence_segments(dtype, nseg, chunk, version, dim, dstate):
     """The multi-segment path (state pass, carry pass, output pass) forced at small shapes: ragged last
-    segment, padded dstate, two groups, every flag; and with no flags at all."""
+    segment, two groups, every flag and none; padded dstate and a ragged channel block, or whole blocks
+    (v5 then drops every load mask)."""
     from ssmscope.kernels.selective_scan.triton_kernel import selective_scan as triton_scan
 
     for flags in (FLAGS[0], FLAGS[1], FLAGS[3]):
-        kw = OP.make_inputs(batch=2, dim=6, dstate=5, seqlen=75, groups=2, dtype=dtype, seed=nseg, **flags)
+        kw = OP.make_inputs(batch=2, dim=dim, dstate=dstate, seqlen=75, groups=2, dtype=dtype, seed=nseg, **flags)
         ref = ref_scan(**{k: v.double() if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
-        out = triton_scan(**kw, num_segments=nseg, chunk=chunk)
+        out = triton_scan(**kw, num_segments=nseg, chunk=chunk, version=version)
         err = ((out.double() - ref).norm() / ref.norm()).item()
         assert err < OP.tolerance[dtype], (flags, err)
+
+
+@triton.jit
+def _softplus_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(y_ptr + offs, _softplus_poly(tl.load(x_ptr + offs, mask=offs < n)), mask=offs < n)
+
+
+def test_softplus_polynomial_is_accurate_over_the_whole_range():
+    """v5's softplus (an exp2 and a degree-8 polynomial for log1p) against float64, in fp32, from deep in the
+    exponential tail to far past the official kernels' x > 20 cut-off."""
+    x = torch.cat([torch.linspace(-40, 40, 4001), torch.tensor([-80.0, -20.0, 0.0, 1e-6, 17.0, 20.0, 25.0, 90.0])])
+    y = torch.empty_like(x)
+    _softplus_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+    ref = torch.nn.functional.softplus(x.double())
+    assert ((y.double() - ref).abs() / ref).max().item() < 4e-6
 
 
 @pytest.mark.parametrize("prefetch", [1, 2])
@@ -306,6 +328,8 @@ def test_triton_small_grid_on_gpu():
 
 
 @pytest.mark.parametrize("knobs, match", [(dict(chunk=3), "chunk must be"), (dict(chunk=0), "chunk must be"),
+                                          (dict(chunk=16), "chunk must be"), (dict(version=3), "version must be"),
+                                          (dict(prefetch=3), "prefetch must be"),
                                           (dict(per_thread=48), "power of two")])
 def test_triton_rejects_bad_tiling_knobs(knobs, match):
     from ssmscope.kernels.selective_scan.triton_kernel import selective_scan as triton_scan
