@@ -46,7 +46,7 @@ class Capture:
 
     def _compile(self, args, kw):
         names = self.fn.arg_names
-        options = {k: kw.pop(k) for k in ("num_warps", "num_stages") if k in kw}
+        options = {k: kw.pop(k) for k in ("num_warps", "num_stages", "maxnreg") if k in kw}
         values = dict(zip(names, args)) | kw
         signature, constexprs, attrs = {}, {}, {}
         for i, param in enumerate(self.fn.params):
