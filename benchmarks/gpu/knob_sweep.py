@@ -53,12 +53,13 @@ def main() -> None:
     parser.add_argument("op")
     parser.add_argument("--shape", action="append", default=[], help="field=value,... (repeatable: one per shape)")
     parser.add_argument("--knob", action="append", default=[], help="name=v1,v2,... (their product is swept)")
+    parser.add_argument("--impl", default="triton", help="which of our impls takes the knobs (e.g. a new version)")
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
     op = kernels.get(args.op)
-    ours = op.impls["triton"].load()
+    ours = op.impls[args.impl].load()
     try:
         official = op.impls[op.baseline].load()  # the official kernel, or SDPA for attention
     except Exception as exc:  # noqa: BLE001 - report and compare ours with itself
