@@ -3,7 +3,7 @@
 # importable as `ssmscope`, then run the named phases. Everything lands in $OUT/<phase>/ and is packed
 # into $OUT/results.tgz (the device tool returns at most 8 files).
 #   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] [MODELS=...] bash benchmarks/gpu/session.sh \
-#          env gputests check scan knobs knobs_long knobs_gaps knobs_prefetch knobs_v5 knobs_occupancy ncu_why bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
+#          env gputests check scan knobs knobs_long knobs_gaps knobs_prefetch knobs_v5 knobs_occupancy knobs_n64 scan_versions ncu_why bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
 # Lesson (2026-11-22): a call killed at its limit returns only what is under $OUT, so every phase is
 # time-limited and the results are packed after each one. Official SSD autotuning and Triton compiles of
 # many flag variants take minutes: give `check ssd` and the scan grids their own calls or a --where.
@@ -86,6 +86,11 @@ for phase in "$@"; do
       run_phase knobs_scan_occupancy python3 benchmarks/gpu/knob_sweep.py selective_scan --knob max_registers=0,168,128 \
         --knob target_programs=528,792,1056 --knob prefetch=0,1 --shape seqlen=16384,dstate=16 \
         --shape seqlen=65536,dstate=16 --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=64 ;;
+    knobs_n64)  # selective_scan v5 at N64 with its 2-step chunks: prefetch and grid size
+      run_phase knobs_scan_n64 python3 benchmarks/gpu/knob_sweep.py selective_scan --knob prefetch=0,1 \
+        --knob target_programs=528,1056 --shape seqlen=4096,dstate=64 --shape seqlen=16384,dstate=64 ;;
+    scan_versions) # the scan's versions side by side with the official kernel at issue 7's shapes
+      run_phase scan_versions $SSM bench --config benchmarks/sweeps/h100_scan_versions.yaml --peaks h100-sxm --resume --csv --out "$RES/scan" ;;
     ncu_why)    # why the scan takes its time: stall reasons, pipe utilization, occupancy (ours vs official, N16 L16K)
       sections="--section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats --section InstructionStats --section MemoryWorkloadAnalysis"
       for impl in ${IMPLS:-triton official}; do

@@ -61,12 +61,14 @@ def _silu_gate(z):
 # target first and does not change.
 MIN_SEGMENT = 64
 
-# Tile shapes: 4 steps x 64 elements per thread, from benchmarks/gpu/knob_sweep.py (then scan_tiling.py) on the H100 (see
-# README.md). At N <= 16 the 128 channels of a program sit on lanes and warps (no cross-warp reduction, no
-# barrier in the loop); at larger N the warps split N (one shared-memory reduction per chunk).
+# Tile shapes (chunk of steps, tile elements per thread), from benchmarks/gpu/knob_sweep.py on the H100 (see
+# README.md). At N <= 16 the 128 channels of a program sit on lanes and warps, 4 steps x 16 states per thread
+# (no cross-warp reduction, no barrier in the loop). At larger N the warps split N (one shared-memory
+# reduction per chunk), and v5 runs 2-step chunks faster than 4 (N64 L16K 1839 vs 2123 µs, L4K 496 vs 550,
+# benchmarks/NOTES.md): a thread holds 32 states x 2 steps, so a channel's y is summed over 2 threads, not 4.
 def default_tiling(dstate: int) -> tuple[int, int]:
     """(chunk, elements per thread of a [BLOCK_D, BLOCK_N, chunk] tile) for this dstate."""
-    return 4, 64
+    return (4, 64) if dstate <= 16 else (2, 64)
 
 
 @triton.jit
