@@ -42,9 +42,12 @@ def test_knob_sweep_parses_shapes_and_crosses_knobs():
     grid = knobs.knob_grid(["block_m=32,64", "num_warps=1:4:x2"])
     assert grid == [{"block_m": m, "num_warps": w} for m in (32, 64) for w in (1, 2, 4)]
     assert knobs.knob_grid([]) == [] and knobs.first_output((7, 8)) == 7
+    # words and booleans: a design to pick (causal_conv1d's cl_design), a switch
+    grid = knobs.knob_grid(["cl_design=window,rows", "prefetch=true,false", "block_l=16"])
+    assert grid == [{"cl_design": d, "prefetch": p, "block_l": 16} for d in ("window", "rows") for p in (True, False)]
 
 
-@pytest.mark.parametrize("bad", ["block_m=", "block_m=abc"])
+@pytest.mark.parametrize("bad", ["block_m=", "block_m=32,,64", "block_m=64:32:x2", "block_m=1:4k"])
 def test_knob_sweep_rejects_a_knob_without_values(bad):
     from ssmscope.microbench.grid import GridError
 

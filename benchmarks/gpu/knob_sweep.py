@@ -11,9 +11,10 @@ what they cost.
 
 Knobs are keyword arguments of the op's `triton` function (selective_scan: chunk, per_thread, num_warps,
 num_segments, min_segment; ssd: segment_len; selective_state_update: block_m, num_warps; attention: block_m,
-block_n, num_warps, num_stages; causal_conv1d, channel-last: block_d, block_l, chunks, num_warps). Shape
-fields not given take the values of the op's paper grid's first config. Correctness of the default is the upstream check's job
-(`ssmscope check`); here a setting whose output differs from the baseline's by more than twice the op's
+block_n, num_warps, num_stages; causal_conv1d, channel-last: cl_design=window|rows, block_d, block_l, num_warps,
+and unroll, prefetch (window) or chunks (rows)). Knob values are integers and ranges, true/false or words.
+Shape fields not given take the values of the op's paper grid's first config. Correctness of the default is
+the upstream check's job (`ssmscope check`); here a setting whose output differs from the baseline's by more than twice the op's
 tolerance is marked WRONG.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import itertools
 
 from ssmscope import kernels
 from ssmscope.kernels.check import clone_inputs, relative_error
-from ssmscope.microbench.grid import build_configs, parse_scalar, parse_values
+from ssmscope.microbench.grid import GridError, build_configs, parse_scalar, parse_values
 from ssmscope.microbench.timing import time_callable
 
 
@@ -35,12 +36,24 @@ def parse_assignments(text: str) -> dict[str, object]:
     return out
 
 
-def knob_grid(specs: list[str]) -> list[dict[str, int]]:
+def knob_values(text: str) -> list[int | bool | str]:
+    """One knob's values: integers and ranges (``16,32``, ``1:4:x2``), true/false, or words (a design's name,
+    ``cl_design=window,rows``)."""
+    values: list[int | bool | str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise GridError(f"empty item in {text!r}")
+        values.extend(parse_values(item) if item[:1].isdigit() else [parse_scalar(item)])
+    return list(dict.fromkeys(values))
+
+
+def knob_grid(specs: list[str]) -> list[dict[str, int | bool | str]]:
     names, values = [], []
     for spec in specs:
         name, _, text = spec.partition("=")
         names.append(name.strip())
-        values.append(parse_values(text))
+        values.append(knob_values(text))
     return [dict(zip(names, combo)) for combo in itertools.product(*values)] if names else []
 
 

@@ -3,7 +3,8 @@
 # importable as `ssmscope`, then run the named phases. Everything lands in $OUT/<phase>/ and is packed
 # into $OUT/results.tgz (the device tool returns at most 8 files).
 #   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] [MODELS=...] bash benchmarks/gpu/session.sh \
-#          env gputests check scan knobs knobs_long knobs_gaps knobs_prefetch knobs_v5 knobs_occupancy knobs_n64 scan_versions ncu_why bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
+#          env gputests check scan knobs knobs_long knobs_gaps knobs_prefetch knobs_v5 knobs_occupancy knobs_n64
+#          scan_versions ncu_why knobs_conv1d_window bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
 # Lesson (2026-11-22): a call killed at its limit returns only what is under $OUT, so every phase is
 # time-limited and the results are packed after each one. Official SSD autotuning and Triton compiles of
 # many flag variants take minutes: give `check ssd` and the scan grids their own calls or a --where.
@@ -71,9 +72,15 @@ for phase in "$@"; do
         --shape $ssd_shape,seqlen=1024,nheads=24 --shape $ssd_shape,seqlen=4096,nheads=24 --shape $ssd_shape,seqlen=4096,nheads=80
       run_phase knobs_attention_d128 python3 benchmarks/gpu/knob_sweep.py attention --knob block_m=64,128 \
         --knob block_n=32,64 --knob num_warps=4,8 --shape seqlen=16384,heads=12,kv_heads=2,head_dim=128
-      run_phase knobs_conv1d_cl python3 benchmarks/gpu/knob_sweep.py causal_conv1d --knob block_d=64,128,256 \
-        --knob block_l=16,32,64 --knob chunks=1,4 --shape dim=3328,seqlen=16384,channel_last=true \
-        --shape dim=3328,seqlen=65536,channel_last=true ;;
+      run_phase knobs_conv1d_cl python3 benchmarks/gpu/knob_sweep.py causal_conv1d --knob cl_design=rows \
+        --knob block_d=64,128,256 --knob block_l=16,32,64 --knob chunks=1,4 \
+        --shape dim=3328,seqlen=16384,channel_last=true --shape dim=3328,seqlen=65536,channel_last=true ;;
+    knobs_conv1d_window) # channel-last: the window design against the rows one, then its steps per thread
+      cl="--shape dim=3328,seqlen=4096,channel_last=true --shape dim=3328,seqlen=16384,channel_last=true \
+        --shape dim=3328,seqlen=65536,channel_last=true"
+      run_phase knobs_conv1d_designs python3 benchmarks/gpu/knob_sweep.py causal_conv1d --knob cl_design=window,rows $cl
+      run_phase knobs_conv1d_window python3 benchmarks/gpu/knob_sweep.py causal_conv1d --knob block_l=4,8,16,32,64,128 \
+        --knob unroll=4,8 --knob prefetch=true,false $cl ;;
     knobs_prefetch) # selective_scan v4 with u, δ, z (1) and B, C (2) loaded one chunk ahead, at three tile sizes
       run_phase knobs_scan_prefetch python3 benchmarks/gpu/knob_sweep.py selective_scan --knob prefetch=0,1,2 \
         --knob per_thread=16,32,64 --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 \

@@ -74,8 +74,8 @@ def cost(shape: ConvShape, dtype: str) -> Cost:
     kernel streams each (b, d) row once in chunks and hands the last W-1 values of a chunk to the next one
     through shared memory; the channel-last kernel re-reads W-1 halo rows per 64-step chunk, which are the
     previous chunk's rows and hit L2 (an L2 excess of (W-1)/64 of x, not a DRAM one). Our Triton kernel
-    re-reads one 16-byte vector of halo per group of steps (channel-first) or W-1 shifted rows (channel-last)
-    from L1/L2.
+    re-reads one 16-byte vector of halo per group of steps (channel-first) or the W-1 rows before each
+    segment of steps a thread walks (channel-last, 3 per 16 rows at long L), from L1/L2.
     """
     n_out = shape.batch * shape.dim * shape.seqlen
     e = DTYPE_BYTES[dtype]
@@ -167,7 +167,8 @@ OP = Op(
         "ref": Impl("ref", "ssmscope.kernels.causal_conv1d.ref:causal_conv1d", "reference",
                     "PyTorch conv1d (fp32 / fp64 accumulation)"),
         "triton": Impl("triton", "ssmscope.kernels.causal_conv1d.triton_kernel:causal_conv1d", "ours",
-                       "Triton, 16-byte vectors, taps formed in registers from a tile and its one-vector halo"),
+                       "Triton, 16-byte vectors, taps in registers (a tile and its one-vector halo; "
+                       "channel-last: a window of W-1 rows per thread)"),
         "triton_v1": Impl("triton_v1", "ssmscope.kernels.causal_conv1d.triton_kernel_v1:causal_conv1d", "previous",
                           "Triton v1, one program per (L block, D block, batch), W shifted loads"),
         "official": Impl("official", "ssmscope.kernels.causal_conv1d.official:causal_conv1d", "official",

@@ -12,10 +12,18 @@ phases are put back together with ``tl.join`` and stored as vectors. Masks are b
 length mask too, when L % V == 0), so they are constant along the vector and do not block vectorization
 (v1's ``offs_l < seqlen`` with an unspecialized seqlen did: every load and store was scalar).
 
-Channel-last x (a transposed [B, L, D], unit stride along D), ``_conv1d_fwd_cl_kernel``: the taps shift
-along the strided axis, so a shifted tile is still whole aligned rows of channels: W loads of
-[BLOCK_L, GD, V] tiles (the W-1 extra ones hit L1), the channel axis grouped by V so the mask is constant
-along each vector when D % V == 0.
+Channel-last x (a transposed [B, L, D], unit stride along D), ``_conv1d_fwd_cl_kernel`` (the default,
+``cl_design="window"``): a thread owns one 16-byte vector of channels and walks a segment of consecutive
+steps, loading each row once and keeping the last W-1 rows in registers, so the taps are register moves
+and x is read once (plus W-1 halo rows per segment). The rows of an iteration play the part of the
+channel-first kernel's phases (same ``_phase_out``). No layout conversion inside the loop: loads, math and
+stores share the tile's layout.
+
+``_conv1d_fwd_cl_rows_kernel`` (``cl_design="rows"``, the previous channel-last kernel, kept for
+comparison): W loads of [BLOCK_L, GD, V] tiles shifted by one row each (the W-1 extra ones hit L1), all W
+tap tiles live at once (253 registers on sm_90, 0.42-0.58x the official kernel on an H100).
+
+Both group the channel axis by V, so the mask is constant along each vector when D % V == 0.
 """
 from __future__ import annotations
 
@@ -101,13 +109,14 @@ def _sel(j: tl.constexpr, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7):
 @triton.jit
 def _phase_out(v: tl.constexpr, WIDTH: tl.constexpr, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7,
                w0, w1, w2, w3, acc0, SILU: tl.constexpr):
-    """Output phase v of a group: acc0 + sum_k w_k x[v - (W-1) + k] (phases [R, G] in fp32, w_k [R, 1])."""
-    acc = acc0 + w0 * _sel(v - (WIDTH - 1), m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7)
-    acc += w1 * _sel(v - (WIDTH - 1) + 1, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7)
+    """Output phase v of a group: acc0 + sum_k w_k x[v - (W-1) + k] in fp32 (phases [R, G], in fp32 or x's
+    dtype, converted here; w_k [R, 1]). Channel-last: phase v is row t + v of the window kernel's iteration."""
+    acc = acc0 + w0 * _sel(v - (WIDTH - 1), m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7).to(tl.float32)
+    acc += w1 * _sel(v - (WIDTH - 1) + 1, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7).to(tl.float32)
     if WIDTH > 2:
-        acc += w2 * _sel(v - (WIDTH - 1) + 2, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7)
+        acc += w2 * _sel(v - (WIDTH - 1) + 2, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7).to(tl.float32)
     if WIDTH > 3:
-        acc += w3 * _sel(v - (WIDTH - 1) + 3, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7)
+        acc += w3 * _sel(v - (WIDTH - 1) + 3, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7).to(tl.float32)
     if SILU:
         acc = acc / (1.0 + tl.exp(-acc))
     return acc
@@ -182,8 +191,122 @@ def _conv1d_fwd_cf_kernel(
     tl.store(out_rows[:, None, None] + pos, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=["dim", "seqlen", "chunks"])
+@triton.jit
+def _cl_row(rows, t, stop, stride, mask_d, RAW: tl.constexpr):
+    """Row t of channel-last x at the [GD, 1, V] channel pointers ``rows``, 0 unless 0 <= t < stop (the
+    causal padding, the end of x or of the segment); t is [1, S, 1], a step per segment, so the mask is
+    constant along each vector when mask_d is. RAW: in x's dtype (converted where used), else fp32."""
+    m = ((t >= 0) & (t < stop)) & mask_d
+    r = tl.load(rows + t.to(tl.int64) * stride, mask=m, other=0.0)
+    if not RAW:
+        r = r.to(tl.float32)
+    return r
+
+
+@triton.jit
+def _cl_rows(rows, t, stop, stride, mask_d, UNROLL: tl.constexpr, RAW: tl.constexpr):
+    """Rows t .. t+UNROLL-1 (UNROLL in 1, 2, 4, 8) as 8 values, padded with copies of the first (never
+    selected: _sel only reaches phase UNROLL-1). Independent loads: all UNROLL are in flight at once."""
+    r0 = _cl_row(rows, t, stop, stride, mask_d, RAW)
+    r1 = r0
+    r2 = r0
+    r3 = r0
+    r4 = r0
+    r5 = r0
+    r6 = r0
+    r7 = r0
+    if UNROLL > 1:
+        r1 = _cl_row(rows, t + 1, stop, stride, mask_d, RAW)
+    if UNROLL > 2:
+        r2 = _cl_row(rows, t + 2, stop, stride, mask_d, RAW)
+        r3 = _cl_row(rows, t + 3, stop, stride, mask_d, RAW)
+    if UNROLL > 4:
+        r4 = _cl_row(rows, t + 4, stop, stride, mask_d, RAW)
+        r5 = _cl_row(rows, t + 5, stop, stride, mask_d, RAW)
+        r6 = _cl_row(rows, t + 6, stop, stride, mask_d, RAW)
+        r7 = _cl_row(rows, t + 7, stop, stride, mask_d, RAW)
+    return r0, r1, r2, r3, r4, r5, r6, r7
+
+
+@triton.jit(do_not_specialize=["dim", "seqlen", "seg_len"])
 def _conv1d_fwd_cl_kernel(
+    x_ptr, weight_ptr, bias_ptr, out_ptr,
+    dim, seqlen, seg_len,
+    stride_xb, stride_xl,
+    stride_wd, stride_wk,
+    stride_ob, stride_ol,
+    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, EVEN_D: tl.constexpr,
+    GD: tl.constexpr, S: tl.constexpr, V: tl.constexpr, UNROLL: tl.constexpr, PREFETCH: tl.constexpr,
+):
+    """Channel-last, window design. One program: GD vectors of V channels × S segments of ``seg_len``
+    consecutive steps, a [GD, S, V] tile: a thread owns one 16-byte vector of channels of one segment (the
+    channel groups across the lanes, the segments across the warps) and walks the segment's steps in order,
+    UNROLL rows per iteration, keeping the last W-1 rows in registers (m3, m2, m1 = x[t-3], x[t-2], x[t-1]).
+    Each row of x is loaded once, as one vector per thread; only the W-1 rows before a segment are read
+    twice (its halo, also read by the segment before). Output row t+u is _phase_out's phase u: the rows
+    of an iteration are the phases of the channel-first kernel's group."""
+    pid_l = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    pid_b = tl.program_id(2).to(tl.int64)
+    grp = pid_d * GD + tl.arange(0, GD)
+    offs_d = grp[:, None, None] * V + tl.arange(0, V)[None, None, :]  # [GD, 1, V] channels, unit stride
+    if EVEN_D:
+        mask_d = (grp * V < dim)[:, None, None]  # constant along each vector
+    else:
+        mask_d = offs_d < dim
+    # Weights and bias once per program, in fp32. (They are not contiguous along the channels, so they load
+    # in another layout and are converted to the tile's through shared memory: the kernel's only barriers.)
+    w0 = tl.load(weight_ptr + offs_d * stride_wd, mask=mask_d, other=0.0).to(tl.float32)
+    w1 = tl.load(weight_ptr + offs_d * stride_wd + stride_wk, mask=mask_d, other=0.0).to(tl.float32)
+    w2 = w1
+    w3 = w1
+    if WIDTH > 2:
+        w2 = tl.load(weight_ptr + offs_d * stride_wd + 2 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)
+    if WIDTH > 3:
+        w3 = tl.load(weight_ptr + offs_d * stride_wd + 3 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)
+    acc0 = tl.zeros([GD, 1, V], dtype=tl.float32)
+    if HAS_BIAS:
+        acc0 += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    x_rows = x_ptr + pid_b * stride_xb + offs_d
+    out_rows = out_ptr + pid_b * stride_ob + offs_d
+    t0 = pid_l * S * seg_len  # first step of the program (int32: L < 2^31; row offsets are 64-bit)
+    t = t0 + tl.arange(0, S)[None, :, None] * seg_len  # [1, S, 1] next step of each segment
+    stop = tl.minimum(t + seg_len, seqlen)  # end of each segment: no row is loaded or stored twice
+    # With PREFETCH the rows stay in x's dtype until used: fewer registers across the loop (RAW).
+    m3 = tl.zeros([GD, S, V], dtype=tl.float32)
+    if PREFETCH:
+        m3 = m3.to(x_ptr.dtype.element_ty)
+    m2 = m3
+    if WIDTH > 3:
+        m3 = _cl_row(x_rows, t - 3, stop, stride_xl, mask_d, PREFETCH)
+    if WIDTH > 2:
+        m2 = _cl_row(x_rows, t - 2, stop, stride_xl, mask_d, PREFETCH)
+    m1 = _cl_row(x_rows, t - 1, stop, stride_xl, mask_d, PREFETCH)
+    if PREFETCH:
+        c0, c1, c2, c3, c4, c5, c6, c7 = _cl_rows(x_rows, t, stop, stride_xl, mask_d, UNROLL, PREFETCH)
+    # Every segment takes the first one's trip count; its rows at or past `stop` are masked.
+    for _ in range(tl.cdiv(tl.minimum(seg_len, seqlen - t0), UNROLL)):
+        if PREFETCH:  # the next iteration's rows are in flight during this one's math
+            n0, n1, n2, n3, n4, n5, n6, n7 = _cl_rows(x_rows, t + UNROLL, stop, stride_xl, mask_d, UNROLL,
+                                                      PREFETCH)
+        else:  # UNROLL loads in flight, then the math
+            c0, c1, c2, c3, c4, c5, c6, c7 = _cl_rows(x_rows, t, stop, stride_xl, mask_d, UNROLL, PREFETCH)
+        for u in tl.static_range(UNROLL):
+            y = _phase_out(u, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU)
+            tu = t + u
+            tl.store(out_rows + tu.to(tl.int64) * stride_ol, y.to(out_ptr.dtype.element_ty),
+                     mask=(tu < stop) & mask_d)
+        # Shift the window by UNROLL rows (register renames).
+        m3, m2, m1 = (_sel(UNROLL - 3, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7),
+                      _sel(UNROLL - 2, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7),
+                      _sel(UNROLL - 1, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7))
+        if PREFETCH:
+            c0, c1, c2, c3, c4, c5, c6, c7 = n0, n1, n2, n3, n4, n5, n6, n7
+        t += UNROLL
+
+
+@triton.jit(do_not_specialize=["dim", "seqlen", "chunks"])
+def _conv1d_fwd_cl_rows_kernel(
     x_ptr, weight_ptr, bias_ptr, out_ptr,
     dim, seqlen, chunks,
     stride_xb, stride_xl,
@@ -255,14 +378,52 @@ def _cf_blocks(dim: int, seqlen: int, v: int) -> tuple[int, int, int]:
     return block_d, groups, num_warps
 
 
-def _cl_blocks(batch: int, dim: int, seqlen: int, v: int, block_d: int | None = None, block_l: int | None = None,
-               chunks: int | None = None, num_warps: int | None = None) -> tuple[int, int, int, int]:
-    """Channel-last (BLOCK_L, GD, chunks, num_warps): 256 channels (512 B of bf16) x 16 steps per block,
-    4 warps (32 outputs per thread), up to 4 blocks of steps per program while that leaves >= 1024
-    programs; small shapes shrink the tile. Arguments other than None are kept (tuning)."""
-    check_powers_of_two("causal_conv1d (triton)", block_d=block_d, block_l=block_l, num_warps=num_warps)
+def _check_block_d(block_d: int | None, v: int) -> None:
     if block_d is not None and not v <= block_d <= 4096:
         raise ValueError(f"causal_conv1d (triton): block_d must lie in [{v}, 4096] (whole vectors), got {block_d}")
+
+
+# The window design's segment length (steps a thread walks): about CL_THREADS threads (a few waves of an
+# H100 at 16 resident warps per SM), at most CL_MAX_SEG steps. Short segments keep each program short (a
+# small tail when the last wave drains) and the halo an L2 hit: the W-1 rows before a segment are read at
+# its start and again by the segment before at its end, one program's duration apart.
+CL_THREADS = 1 << 17
+CL_MAX_SEG = 16
+
+
+def _cl_window_blocks(batch: int, dim: int, seqlen: int, v: int, block_d: int | None = None,
+                      block_l: int | None = None, num_warps: int | None = None, unroll: int | None = None,
+                      prefetch: bool | None = None) -> tuple[int, int, int, int, int, bool]:
+    """Channel-last, window design (GD, S, seg_len, UNROLL, num_warps, PREFETCH): GD vectors of V channels
+    per program (256 bf16 channels: 32 vectors, one per lane), S = 32·num_warps / GD segments (one
+    vector of one segment per thread), 4 warps; a thread walks seg_len steps (block_l), UNROLL = 4 rows
+    per iteration (unroll), the next iteration's rows loaded ahead (prefetch). seg_len: the power of two
+    in [UNROLL, CL_MAX_SEG] that launches about CL_THREADS threads. Arguments other than None are kept."""
+    check_powers_of_two("causal_conv1d (triton)", block_d=block_d, block_l=block_l, num_warps=num_warps,
+                        unroll=unroll)
+    _check_block_d(block_d, v)
+    if unroll is not None and unroll > 8:
+        raise ValueError(f"causal_conv1d (triton): unroll must be at most 8, got {unroll}")
+    groups = (block_d or min(32 * v, max(v, triton.next_power_of_2(dim)))) // v
+    num_warps = num_warps or 4
+    unroll = unroll or min(4, block_l or 4)
+    if block_l is None:
+        per_thread = batch * triton.cdiv(dim, v) * seqlen // CL_THREADS
+        block_l = min(CL_MAX_SEG, max(unroll, 1 << max(0, per_thread.bit_length() - 1)))
+    if block_l < unroll:
+        raise ValueError(f"causal_conv1d (triton): block_l ({block_l}) must be at least unroll ({unroll})")
+    prefetch = True if prefetch is None else bool(prefetch)
+    return groups, max(1, 32 * num_warps // groups), block_l, unroll, num_warps, prefetch
+
+
+def _cl_rows_blocks(batch: int, dim: int, seqlen: int, v: int, block_d: int | None = None,
+                    block_l: int | None = None, chunks: int | None = None,
+                    num_warps: int | None = None) -> tuple[int, int, int, int]:
+    """Channel-last, rows design (BLOCK_L, GD, chunks, num_warps): 256 channels (512 B of bf16) x 16 steps
+    per block, 4 warps (32 outputs per thread), up to 4 blocks of steps per program while that leaves >= 1024
+    programs; small shapes shrink the tile. Arguments other than None are kept (tuning)."""
+    check_powers_of_two("causal_conv1d (triton)", block_d=block_d, block_l=block_l, num_warps=num_warps)
+    _check_block_d(block_d, v)
     if chunks is not None and chunks < 1:
         raise ValueError(f"causal_conv1d (triton): chunks must be >= 1, got {chunks}")
     block_d = block_d or min(256, max(v, triton.next_power_of_2(dim)))
@@ -289,17 +450,30 @@ def _check_args(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                  activation: str | None = None, *, block_d: int | None = None, block_l: int | None = None,
-                  chunks: int | None = None, num_warps: int | None = None) -> torch.Tensor:
+                  activation: str | None = None, *, cl_design: str = "window", block_d: int | None = None,
+                  block_l: int | None = None, chunks: int | None = None, unroll: int | None = None,
+                  prefetch: bool | None = None, num_warps: int | None = None) -> torch.Tensor:
     """Depthwise causal conv1d: x [B, D, L], weight [D, W] (W in 2..4), bias [D] -> out [B, D, L].
 
     x is channel-first (x.stride(2) == 1) or channel-last (x.stride(1) == 1, a transposed [B, L, D]);
     any other layout is made contiguous first, as the official function does. out has x's dtype and
-    layout. activation: None | "silu" | "swish". The keyword-only knobs override the channel-last tiling
-    (channels per program, steps per block, blocks per program, warps) for tuning (benchmarks/gpu/knob_sweep.py).
+    layout. activation: None | "silu" | "swish".
+
+    The keyword-only knobs tune the channel-last kernel (benchmarks/gpu/knob_sweep.py); channel-first
+    ignores them. cl_design: "window" (default: each thread walks its steps with the last W-1 rows in
+    registers) or "rows" (the previous kernel: W shifted row loads per tile). block_d: channels per
+    program (both); block_l: steps per thread's walk (window) or per block (rows); num_warps (both);
+    unroll: rows loaded per iteration and prefetch: load the next iteration's rows ahead (window only);
+    chunks: blocks of steps per program (rows only).
     """
     silu = silu_flag(activation)
     _check_args(x, weight, bias)
+    if cl_design not in ("window", "rows"):
+        raise ValueError(f"causal_conv1d (triton): cl_design must be 'window' or 'rows', got {cl_design!r}")
+    if cl_design == "window" and chunks is not None:
+        raise ValueError("causal_conv1d (triton): chunks applies to cl_design='rows' only")
+    if cl_design == "rows" and (unroll is not None or prefetch is not None):
+        raise ValueError("causal_conv1d (triton): unroll and prefetch apply to cl_design='window' only")
     if x.stride(2) != 1 and x.stride(1) != 1:
         x = x.contiguous()
     batch, dim, seqlen = x.shape
@@ -313,14 +487,25 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     v = _vector(x)
     width = weight.shape[1]
     bias_arg = bias if bias is not None else weight  # never read: HAS_BIAS is constexpr
-    if channel_last:
-        block_l, groups, chunks, num_warps = _cl_blocks(batch, dim, seqlen, v, block_d, block_l, chunks, num_warps)
-        grid = (triton.cdiv(seqlen, block_l * chunks), triton.cdiv(dim, groups * v), batch)
+    flags = dict(WIDTH=width, HAS_BIAS=bias is not None, SILU=silu)
+    if channel_last and cl_design == "window":
+        groups, segments, seg_len, unroll, num_warps, prefetch = _cl_window_blocks(
+            batch, dim, seqlen, v, block_d, block_l, num_warps, unroll, prefetch)
+        grid = (triton.cdiv(seqlen, segments * seg_len), triton.cdiv(dim, groups * v), batch)
         _conv1d_fwd_cl_kernel[grid](
+            x, weight, bias_arg, out, dim, seqlen, seg_len,
+            x.stride(0), x.stride(2), weight.stride(0), weight.stride(1), out.stride(0), out.stride(2),
+            **flags, EVEN_D=dim % v == 0, GD=groups, S=segments, V=v, UNROLL=unroll, PREFETCH=prefetch,
+            num_warps=num_warps,
+        )
+    elif channel_last:
+        block_l, groups, chunks, num_warps = _cl_rows_blocks(batch, dim, seqlen, v, block_d, block_l, chunks,
+                                                             num_warps)
+        grid = (triton.cdiv(seqlen, block_l * chunks), triton.cdiv(dim, groups * v), batch)
+        _conv1d_fwd_cl_rows_kernel[grid](
             x, weight, bias_arg, out, dim, seqlen, chunks,
             x.stride(0), x.stride(2), weight.stride(0), weight.stride(1), out.stride(0), out.stride(2),
-            WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, EVEN_D=dim % v == 0,
-            BLOCK_L=block_l, GD=groups, V=v, num_warps=num_warps,
+            **flags, EVEN_D=dim % v == 0, BLOCK_L=block_l, GD=groups, V=v, num_warps=num_warps,
         )
     else:
         block_d, groups, num_warps = _cf_blocks(dim, seqlen, v)
@@ -328,7 +513,6 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         _conv1d_fwd_cf_kernel[grid](
             x, weight, bias_arg, out, dim, seqlen,
             x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), out.stride(0), out.stride(1),
-            WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, EVEN_L=seqlen % v == 0,
-            BLOCK_D=block_d, G=groups, V=v, num_warps=num_warps,
+            **flags, EVEN_L=seqlen % v == 0, BLOCK_D=block_d, G=groups, V=v, num_warps=num_warps,
         )
     return out

@@ -312,7 +312,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
                    num_segments: int | None = None, target_programs: int | None = None,
                    min_segment: int = MIN_SEGMENT, chunk: int | None = None, per_thread: int | None = None,
-                   num_warps: int = 4, prefetch: int = 0, version: int = 5,
+                   num_warps: int = 4, prefetch: int | None = None, version: int = 5,
                    max_registers: int | None = None) -> torch.Tensor:
     """Selective scan (Mamba-1 S6 forward) with the official signature.
 
@@ -324,7 +324,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     otherwise it is chosen so that the grid reaches ``target_programs`` (default 4 per SM) with segments of
     at least ``min_segment`` steps. ``chunk`` (a power of two, 2 to 32) is the number of steps per tile and
     ``per_thread`` the tile elements per thread (defaults: ``default_tiling``). ``prefetch`` loads u, δ and z
-    one chunk ahead (1), or B and C too (2) (no faster on the H100: benchmarks/NOTES.md). ``max_registers``
+    one chunk ahead (1), or B and C too (2); default 1 at N > 16, where it measured 3-7 % faster on the H100,
+    0 at N <= 16, where it was 5 % slower (benchmarks/NOTES.md). ``max_registers``
     caps the registers per thread (ptxas's maxnreg: more programs per SM, spills if too low). ``version=4``
     runs v4's kernel body (an associative scan along the chunk, tl.exp / tl.log; chunk up to 32) instead of v5.
     """
@@ -334,6 +335,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     per_thread = tiling[1] if per_thread is None else per_thread
     if per_thread < 1 or per_thread & (per_thread - 1):
         raise ValueError(f"selective_scan (triton): per_thread must be a power of two, got {per_thread}")
+    if prefetch is None:
+        prefetch = 1 if A.shape[1] > 16 else 0
     if prefetch not in (0, 1, 2):
         raise ValueError(f"selective_scan (triton): prefetch must be 0, 1 or 2, got {prefetch}")
     if version not in (4, 5):

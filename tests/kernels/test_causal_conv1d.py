@@ -142,28 +142,94 @@ def test_triton_channel_first_halo_across_programs(dtype, seqlen, width):
 
 
 @pytest.mark.parametrize("dim", [24, 21], ids=["even_d", "odd_d"])
-def test_triton_channel_last_several_chunks_per_program(dim):
-    """A channel-last program loops over blocks of steps (3 here, the last one past the end)."""
+def test_triton_channel_last_rows_several_chunks_per_program(dim):
+    """The rows design: a channel-last program loops over blocks of steps (3 here, the last one past the end)."""
     from ssmscope.kernels.causal_conv1d import triton_kernel
 
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(2, 37, dim, generator=gen).transpose(1, 2)
     weight, bias = torch.randn(dim, 4, generator=gen), torch.randn(dim, generator=gen)
     # the tuning knobs: 2 groups of 4 fp32 channels, blocks of 4 steps, 3 blocks per program, 1 warp
-    out = triton_kernel.causal_conv1d(x, weight, bias, activation="silu", block_d=8, block_l=4, chunks=3,
-                                      num_warps=1)
+    out = triton_kernel.causal_conv1d(x, weight, bias, activation="silu", cl_design="rows", block_d=8, block_l=4,
+                                      chunks=3, num_warps=1)
     torch.testing.assert_close(out, ref_conv(x.double(), weight.double(), bias.double(), "silu").float(),
                                rtol=1e-5, atol=1e-5)
     assert out.stride(1) == 1
 
 
 def test_block_sizes():
-    from ssmscope.kernels.causal_conv1d.triton_kernel import _cf_blocks, _cl_blocks
+    from ssmscope.kernels.causal_conv1d.triton_kernel import _cf_blocks, _cl_rows_blocks, _cl_window_blocks
 
     assert _cf_blocks(1536, 65536, 8) == (1, 256, 4)  # 2048 steps = 256 vectors of 8 bf16 per program
     assert _cf_blocks(1536, 37, 8) == (32, 8, 4)
-    assert _cl_blocks(1, 3328, 65536, 8) == (16, 32, 4, 4)
-    assert _cl_blocks(1, 3328, 4096, 8) == (16, 32, 2, 4)
+    assert _cl_rows_blocks(1, 3328, 65536, 8) == (16, 32, 4, 4)
+    assert _cl_rows_blocks(1, 3328, 4096, 8) == (16, 32, 2, 4)
+    # window: 32 vectors of 8 bf16 channels (one per lane) x 4 segments (one per warp), 4 rows per iteration;
+    # segments of 16 steps at long L, shorter ones (down to the 4 rows of one iteration) for more threads
+    assert _cl_window_blocks(1, 3328, 65536, 8) == (32, 4, 16, 4, 4, True)
+    assert _cl_window_blocks(1, 3328, 4096, 8) == (32, 4, 8, 4, 4, True)
+    assert _cl_window_blocks(1, 3328, 1024, 8) == (32, 4, 4, 4, 4, True)
+    assert _cl_window_blocks(2, 40, 37, 8) == (8, 16, 4, 4, 4, True)  # 64 channels, 16 segments
+    assert _cl_window_blocks(1, 3328, 65536, 8, block_l=64, num_warps=2, unroll=8, prefetch=False) == \
+        (32, 2, 64, 8, 2, False)
+    assert _cl_window_blocks(1, 3328, 65536, 8, block_l=2) == (32, 4, 2, 2, 4, True)  # unroll follows block_l
+
+
+# Channel-last cases at small odd shapes, each (batch, dim, seqlen, width, dtype, bias, silu, fp32 weight, knobs):
+# ragged D (not a multiple of the 16-byte vector), L not a multiple of a segment or of the rows per iteration,
+# L = 1, several channel blocks, widths 2-4, bias and silu on and off, each window knob off its default.
+CL_CASES = [
+    (2, 40, 37, 4, torch.float32, True, True, False, {}),
+    (1, 19, 1, 3, torch.bfloat16, False, True, False, {}),
+    (3, 136, 130, 2, torch.float32, True, False, False, dict(block_l=8, unroll=2)),
+    (2, 300, 45, 4, torch.float16, True, True, False, dict(block_l=16, unroll=8, prefetch=False)),
+    (1, 21, 11, 4, torch.bfloat16, True, False, True, dict(block_l=4, unroll=1, num_warps=1)),
+    (2, 264, 29, 3, torch.bfloat16, False, False, False, dict(block_d=64, block_l=8)),
+    (2, 13, 6, 2, torch.float16, True, True, True, dict(prefetch=False)),
+]
+HALF_TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3),
+            torch.bfloat16: dict(rtol=1e-2, atol=1e-2)}
+
+
+@pytest.mark.parametrize("design", ["window", "rows"])
+@pytest.mark.parametrize("case", range(len(CL_CASES)))
+def test_triton_channel_last_designs_match_float64(design, case):
+    """Both channel-last designs against the float64 reference on random inputs (the window knobs only
+    with the window design)."""
+    from ssmscope.kernels.causal_conv1d.triton_kernel import causal_conv1d as triton_conv
+
+    batch, dim, seqlen, width, dtype, has_bias, silu, weight_fp32, knobs = CL_CASES[case]
+    gen = torch.Generator().manual_seed(100 + case)
+    x = torch.randn(batch, seqlen, dim, generator=gen).to(dtype).transpose(1, 2)
+    wdtype = torch.float32 if weight_fp32 else dtype
+    weight = (torch.randn(dim, width, generator=gen) * width ** -0.5).to(wdtype)
+    bias = torch.randn(dim, generator=gen).to(wdtype) if has_bias else None
+    activation = "silu" if silu else None
+    kw = knobs if design == "window" else {}
+    out = triton_conv(x, weight, bias, activation, cl_design=design, **kw)
+    expected = ref_conv(x.double(), weight.double(), bias.double() if has_bias else None, activation)
+    assert out.dtype == dtype and out.stride(1) == 1
+    torch.testing.assert_close(out.double(), expected, **HALF_TOL[dtype])
+
+
+@pytest.mark.parametrize("design", ["window", "rows"])
+def test_triton_channel_last_64bit_row_offsets(design):
+    """Rows 2^30 elements apart: the last row starts past 2^31, so a 32-bit row offset wraps (and the load
+    faults). The 4 GiB of storage is virtual: only the rows read are touched."""
+    from ssmscope.kernels.causal_conv1d.triton_kernel import causal_conv1d as triton_conv
+
+    dim, seqlen, row = 24, 3, 2 ** 30 + 8
+    try:
+        storage = torch.empty(row * (seqlen - 1) + dim, dtype=torch.bfloat16)
+    except RuntimeError as exc:  # no room for the address range
+        pytest.skip(f"cannot reserve 4 GiB: {exc}")
+    x = storage.as_strided((1, dim, seqlen), (0, 1, row))
+    gen = torch.Generator().manual_seed(64)
+    x.copy_(torch.randn(1, dim, seqlen, generator=gen))
+    weight, bias = torch.randn(dim, 4, generator=gen), torch.randn(dim, generator=gen)
+    out = triton_conv(x, weight, bias, "silu", cl_design=design)
+    expected = ref_conv(x.double(), weight.double(), bias.double(), "silu")
+    torch.testing.assert_close(out.double(), expected, **HALF_TOL[torch.bfloat16])
 
 
 # ---------------------------------------------------------------------------------------------- poison
@@ -285,7 +351,10 @@ def test_ours_matches_official_on_upstream_strided_slice(channel_last):
 
 
 @pytest.mark.parametrize("knobs", [dict(block_d=2), dict(block_d=24), dict(block_l=0), dict(chunks=0),
-                                   dict(num_warps=3), dict(block_d=8192)])
+                                   dict(num_warps=3), dict(block_d=8192), dict(cl_design="rows", chunks=0),
+                                   dict(unroll=3), dict(unroll=16), dict(block_l=2, unroll=4),
+                                   dict(chunks=2), dict(cl_design="rows", unroll=2),
+                                   dict(cl_design="rows", prefetch=False), dict(cl_design="tiles")])
 def test_triton_channel_last_knobs_are_checked(knobs):
     from ssmscope.kernels.causal_conv1d import triton_kernel
 
