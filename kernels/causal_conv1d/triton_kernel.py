@@ -32,49 +32,10 @@ import triton
 import triton.language as tl
 
 from ..op import ShapeError, check_powers_of_two
+from ..phases import join4, join8, split4, split8
 from .ref import silu_flag
 
 MAX_WIDTH = 4
-
-
-@triton.jit
-def _split4(t):
-    """[R, G, 4] -> its 4 phases t[:, :, 0..3], each [R, G] (in-register when a thread holds the 4)."""
-    t = tl.reshape(t, (t.shape[0], t.shape[1], 2, 2))
-    e, o = tl.split(t)  # phase 2a + 0, 2a + 1
-    t0, t2 = tl.split(e)
-    t1, t3 = tl.split(o)
-    return t0, t1, t2, t3
-
-
-@triton.jit
-def _split8(t):
-    """[R, G, 8] -> its 8 phases, each [R, G]."""
-    t = tl.reshape(t, (t.shape[0], t.shape[1], 2, 2, 2))
-    e, o = tl.split(t)  # phase 4a + 2b + 0 / + 1
-    e0, e1 = tl.split(e)  # b
-    o0, o1 = tl.split(o)
-    t0, t4 = tl.split(e0)
-    t2, t6 = tl.split(e1)
-    t1, t5 = tl.split(o0)
-    t3, t7 = tl.split(o1)
-    return t0, t1, t2, t3, t4, t5, t6, t7
-
-
-@triton.jit
-def _join4(t0, t1, t2, t3):
-    """Inverse of _split4: 4 phases [R, G] -> [R, G, 4]. join adds the new axis last, so the lowest bit of
-    the phase is joined last."""
-    u = tl.join(tl.join(t0, t2), tl.join(t1, t3))  # [R, G, a, b], phase 2a + b
-    return tl.reshape(u, (t0.shape[0], t0.shape[1], 4))
-
-
-@triton.jit
-def _join8(t0, t1, t2, t3, t4, t5, t6, t7):
-    """Inverse of _split8: 8 phases [R, G] -> [R, G, 8] (phase 4a + 2b + c, c joined last)."""
-    c0 = tl.join(tl.join(t0, t4), tl.join(t2, t6))  # [R, G, a, b] with c = 0
-    c1 = tl.join(tl.join(t1, t5), tl.join(t3, t7))
-    return tl.reshape(tl.join(c0, c1), (t0.shape[0], t0.shape[1], 8))
 
 
 @triton.jit
@@ -171,9 +132,9 @@ def _conv1d_fwd_cf_kernel(
     # The V phases of the tile (c*) and the last three of the previous group (m3, m2, m1 = x[t0-3..t0-1]
     # for the group starting at t0).
     if V == 8:
-        c0, c1, c2, c3, c4, c5, c6, c7 = _split8(xc)
-        _p0, _p1, _p2, _p3, _p4, m3, m2, m1 = _split8(xp)
-        y = _join8(_phase_out(0, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
+        c0, c1, c2, c3, c4, c5, c6, c7 = split8(xc)
+        _p0, _p1, _p2, _p3, _p4, m3, m2, m1 = split8(xp)
+        y = join8(_phase_out(0, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
                    _phase_out(1, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
                    _phase_out(2, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
                    _phase_out(3, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
@@ -182,9 +143,9 @@ def _conv1d_fwd_cf_kernel(
                    _phase_out(6, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU),
                    _phase_out(7, WIDTH, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7, w0, w1, w2, w3, acc0, SILU))
     else:  # V == 4 (fp32, fp64); c4..c7 are placeholders, never selected
-        c0, c1, c2, c3 = _split4(xc)
-        _p0, m3, m2, m1 = _split4(xp)
-        y = _join4(_phase_out(0, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU),
+        c0, c1, c2, c3 = split4(xc)
+        _p0, m3, m2, m1 = split4(xp)
+        y = join4(_phase_out(0, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU),
                    _phase_out(1, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU),
                    _phase_out(2, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU),
                    _phase_out(3, WIDTH, m3, m2, m1, c0, c1, c2, c3, c3, c3, c3, c3, w0, w1, w2, w3, acc0, SILU))
