@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import re
 import subprocess
@@ -46,7 +47,7 @@ class Capture:
 
     def _compile(self, args, kw):
         names = self.fn.arg_names
-        options = {k: kw.pop(k) for k in ("num_warps", "num_stages") if k in kw}
+        options = {k: kw.pop(k) for k in ("num_warps", "num_stages", "maxnreg") if k in kw}
         values = dict(zip(names, args)) | kw
         signature, constexprs, attrs = {}, {}, {}
         for i, param in enumerate(self.fn.params):
@@ -193,8 +194,11 @@ def main() -> int:
             small = {f: (min(v, 256) if f in ("seqlen",) else v) for f, v in shape.params().items()}
             kw = op.make_inputs(dtype=dtype, device="cpu", seed=0, **small)
             before = len(results)
+            launcher = impl.load()
+            # an EXTRA config's knobs are the `triton` impl's: another impl gets the shape with the ones it takes
+            extra = {k: v for k, v in extra.items() if k in inspect.signature(launcher).parameters}
             try:
-                impl.load()(**kw, **extra, **knobs)
+                launcher(**kw, **extra, **knobs)
             except Exception as exc:  # the launcher itself rejected the config
                 print(f"{op_name:24} {shape.label():44} {dtype:5} launcher: {type(exc).__name__}: {exc}")
                 failures += 1

@@ -6,13 +6,17 @@ what they cost.
 
     python benchmarks/gpu/knob_sweep.py selective_scan --shape dim=1536,dstate=16,seqlen=16384 \
         --knob chunk=2,4,8 --knob per_thread=32,64 --knob num_warps=4
+    python benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v6 --shape seqlen=16384,dstate=16 \
+        --knob prefetch=1,2 --knob maxnreg=128,168
     python benchmarks/gpu/knob_sweep.py ssd --shape seqlen=16384,nheads=48,dstate=128,chunk_size=256 \
         --knob segment_len=16384,8192,4096,2048
 
 Knobs are keyword arguments of the op's `triton` function (selective_scan: chunk, per_thread, num_warps,
 num_segments, min_segment; ssd: segment_len; selective_state_update: block_m, num_warps; attention: block_m,
 block_n, num_warps, num_stages; causal_conv1d, channel-last: block_d, block_l, chunks, num_warps). Shape
-fields not given take the values of the op's paper grid's first config. Correctness of the default is the upstream check's job
+fields not given take the values of the op's paper grid's first config. --impl times another of our impls
+with its own knobs instead (selective_scan's triton_v6: per_thread, lanes, num_warps, prefetch, maxnreg;
+maxnreg=0 leaves the registers to ptxas). Correctness of the default is the upstream check's job
 (`ssmscope check`); here a setting whose output differs from the baseline's by more than twice the op's
 tolerance is marked WRONG.
 """
@@ -56,9 +60,10 @@ def main() -> None:
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--impl", default="triton", help="which of our impls (its knobs), e.g. triton_v6")
     args = parser.parse_args()
     op = kernels.get(args.op)
-    ours = op.impls["triton"].load()
+    ours = op.impls[args.impl].load()
     try:
         official = op.impls[op.baseline].load()  # the official kernel, or SDPA for attention
     except Exception as exc:  # noqa: BLE001 - report and compare ours with itself

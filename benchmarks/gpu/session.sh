@@ -82,6 +82,14 @@ for phase in "$@"; do
       run_phase knobs_scan_v5 python3 benchmarks/gpu/knob_sweep.py selective_scan --knob version=4,5 --knob chunk=2,4 \
         --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=65536,dstate=16 \
         --shape seqlen=4096,dstate=64 --shape seqlen=16384,dstate=64 ;;
+    scan_v6)    # selective_scan v6 (one pass, parallel in time): GPU checks, then its knobs against the official kernel
+      # and the current `triton` (v5) at issue 7's shapes (B1 D1536 bf16)
+      run_phase scan_v6_check $SSM check selective_scan --impl triton_v6 --grid upstream --seed 2026
+      run_phase scan_v6_gputests python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_selective_scan.py -k v6
+      v6_shapes="--shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=65536,dstate=16 --shape seqlen=16384,dstate=64"
+      run_phase knobs_scan_v6 python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v6 --knob prefetch=1,2 \
+        --knob maxnreg=128,168,0 $v6_shapes
+      run_phase knobs_scan_v5_ref python3 benchmarks/gpu/knob_sweep.py selective_scan $v6_shapes ;;
     ncu_targets)
       run_phase ncu_targets $SSM ncu collect config --config benchmarks/sweeps/h100_targets.yaml --out "$RES/targets"
       run_phase fidelity $SSM ncu fidelity "$RES/targets" ;;
