@@ -6,6 +6,8 @@ what they cost.
 
     python benchmarks/gpu/knob_sweep.py selective_scan --shape dim=1536,dstate=16,seqlen=16384 \
         --knob chunk=2,4,8 --knob per_thread=32,64 --knob num_warps=4
+    python benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v6 --shape seqlen=16384,dstate=16 \
+        --knob prefetch=1,2 --knob maxnreg=128,168
     python benchmarks/gpu/knob_sweep.py ssd --shape seqlen=16384,nheads=48,dstate=128,chunk_size=256 \
         --knob segment_len=16384,8192,4096,2048
 
@@ -13,8 +15,10 @@ Knobs are keyword arguments of the op's `triton` function (selective_scan: chunk
 num_segments, min_segment; ssd: segment_len; selective_state_update: block_m, num_warps; attention: block_m,
 block_n, num_warps, num_stages; causal_conv1d, channel-last: cl_design=window|rows, block_d, block_l, num_warps,
 and unroll, prefetch (window) or chunks (rows)). Knob values are integers and ranges, true/false or words.
-Shape fields not given take the values of the op's paper grid's first config. Correctness of the default is
-the upstream check's job (`ssmscope check`); here a setting whose output differs from the baseline's by more than twice the op's
+Shape fields not given take the values of the op's paper grid's first config. --impl times another of our impls
+with its own knobs instead (selective_scan's triton_v6: per_thread, lanes, num_warps, prefetch, maxnreg;
+maxnreg=0 leaves the registers to ptxas). Correctness of the default is the upstream check's job
+(`ssmscope check`); here a setting whose output differs from the baseline's by more than twice the op's
 tolerance is marked WRONG.
 """
 from __future__ import annotations

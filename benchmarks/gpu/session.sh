@@ -4,7 +4,7 @@
 # into $OUT/results.tgz (the device tool returns at most 8 files).
 #   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] [MODELS=...] bash benchmarks/gpu/session.sh \
 #          env gputests check scan knobs knobs_long knobs_gaps knobs_prefetch knobs_v5 knobs_occupancy knobs_n64
-#          scan_versions ncu_why knobs_conv1d_window bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
+#          scan_versions scan_v6 ncu_why knobs_conv1d_window bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
 # Lesson (2026-11-22): a call killed at its limit returns only what is under $OUT, so every phase is
 # time-limited and the results are packed after each one. Official SSD autotuning and Triton compiles of
 # many flag variants take minutes: give `check ssd` and the scan grids their own calls or a --where.
@@ -90,7 +90,7 @@ for phase in "$@"; do
         --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=65536,dstate=16 \
         --shape seqlen=4096,dstate=64 --shape seqlen=16384,dstate=64 ;;
     knobs_occupancy) # selective_scan v5: registers capped for 3-4 programs per SM, grids sized in whole waves, prefetch
-      run_phase knobs_scan_occupancy python3 benchmarks/gpu/knob_sweep.py selective_scan --knob max_registers=0,168,128 \
+      run_phase knobs_scan_occupancy python3 benchmarks/gpu/knob_sweep.py selective_scan --knob maxnreg=0,168,128 \
         --knob target_programs=528,792,1056 --knob prefetch=0,1 --shape seqlen=16384,dstate=16 \
         --shape seqlen=65536,dstate=16 --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=64 ;;
     knobs_n64)  # selective_scan v5 at N64 with its 2-step chunks: prefetch and grid size
@@ -105,6 +105,14 @@ for phase in "$@"; do
           --launch-count 2 python3 benchmarks/gpu/profile_once.py selective_scan --impl "$impl" \
           --shape ${WHY_SHAPE:-seqlen=16384,dstate=16} --calls 4
       done ;;
+    scan_v6)    # selective_scan v6 (one pass, parallel in time): GPU checks, then its knobs against the official kernel
+      # and the current `triton` (v5) at issue 7's shapes (B1 D1536 bf16)
+      run_phase scan_v6_check $SSM check selective_scan --impl triton_v6 --grid upstream --seed 2026
+      run_phase scan_v6_gputests python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_selective_scan.py -k v6
+      v6_shapes="--shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=65536,dstate=16 --shape seqlen=16384,dstate=64"
+      run_phase knobs_scan_v6 python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v6 --knob prefetch=1,2 \
+        --knob maxnreg=128,168,0 $v6_shapes
+      run_phase knobs_scan_v5_ref python3 benchmarks/gpu/knob_sweep.py selective_scan $v6_shapes ;;
     ncu_targets)
       run_phase ncu_targets $SSM ncu collect config --config benchmarks/sweeps/h100_targets.yaml --out "$RES/targets"
       run_phase fidelity $SSM ncu fidelity "$RES/targets" ;;

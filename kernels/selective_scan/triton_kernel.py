@@ -316,7 +316,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                    num_segments: int | None = None, target_programs: int | None = None,
                    min_segment: int = MIN_SEGMENT, chunk: int | None = None, per_thread: int | None = None,
                    num_warps: int = 4, prefetch: int | None = None, version: int = 5,
-                   max_registers: int | None = None) -> torch.Tensor:
+                   maxnreg: int | None = None) -> torch.Tensor:
     """Selective scan (Mamba-1 S6 forward) with the official signature.
 
     u, delta, z: [B, D, L] (fp32/fp16/bf16, any strides);  A: [D, N] real, N <= 256;
@@ -328,7 +328,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     at least ``min_segment`` steps. ``chunk`` (a power of two, 2 to 32) is the number of steps per tile and
     ``per_thread`` the tile elements per thread (defaults: ``default_tiling``). ``prefetch`` loads u, δ and z
     one chunk ahead (1), or B and C too (2); default 1 at N > 16, where it measured 3-7 % faster on the H100,
-    0 at N <= 16, where it was 5 % slower (benchmarks/NOTES.md). ``max_registers``
+    0 at N <= 16, where it was 5 % slower (benchmarks/NOTES.md). ``maxnreg``
     caps the registers per thread (ptxas's maxnreg: more programs per SM, spills if too low). ``version=4``
     runs v4's kernel body (an associative scan along the chunk, tl.exp / tl.log; chunk up to 32) instead of v5.
     """
@@ -378,8 +378,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
                   SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk,
                   PREFETCH=int(prefetch) if seqlen >= chunk else 0, V5=version == 5,
                   EVEN=version == 5 and dim % block_d == 0 and dstate == block_n, num_warps=num_warps)
-    if max_registers:  # None or 0: ptxas's choice
-        common["maxnreg"] = int(max_registers)
+    if maxnreg:  # None or 0: ptxas's choice
+        common["maxnreg"] = int(maxnreg)
     args = (u, delta, A, B, C, dd, zz, bb, out, state, dsum, dim, seqlen, dim // groups, seg_chunks,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
             dstate)

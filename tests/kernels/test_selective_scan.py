@@ -337,3 +337,103 @@ def test_triton_rejects_bad_tiling_knobs(knobs, match):
     kw = OP.make_inputs(batch=1, dim=4, dstate=4, seqlen=8, dtype="fp32", seed=0)
     with pytest.raises(ValueError, match=match):
         triton_scan(**kw, **knobs)
+
+
+# ---------------------------------------------------------------------------------------------- triton v6
+def _v6(**kw):
+    from ssmscope.kernels.selective_scan.triton_kernel_v6 import selective_scan as v6_scan
+
+    return v6_scan(**kw)
+
+
+def _rel_err_vs_float64(out, kw):
+    ref = ref_scan(**{k: v.double() if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
+    return ((out.double() - ref).norm() / ref.norm()).item()
+
+
+def test_triton_v6_matches_float64_reference_on_small_grid():
+    results = list(check(OP, ["triton_v6"], grid="small", device="cpu", seed=20231))
+    assert len(results) == len(OP.grid("small"))
+    failed = [(r.config, r.dtype, r.status, r.rel_err, r.message) for r in results if r.status != "pass"]
+    assert not failed, failed
+
+
+V6_FLAGS = [FLAGS[0], FLAGS[1], FLAGS[2], FLAGS[3]]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("flags", V6_FLAGS, ids=["all", "none", "D-bias", "z-softplus"])
+@pytest.mark.parametrize("dstate", [1, 5, 16, 64])
+def test_triton_v6_small_tiles(dtype, flags, dstate):
+    """Tiles of 8 lanes x 8 steps (64 steps, 4 channels a warp) so that a short sequence crosses several whole
+    tiles (the carry between tiles; unmasked vector loads, bf16 as int32 pairs) and ends in a ragged one:
+    L = 150 = 2 x 64 + 22; batch 2, two groups, odd dim (masked channels)."""
+    kw = OP.make_inputs(batch=2, dim=6, dstate=dstate, seqlen=150, groups=2, dtype=dtype, seed=dstate, **flags)
+    err = _rel_err_vs_float64(_v6(**kw, lanes=8, per_thread=8), kw)
+    assert err < OP.tolerance[dtype], err
+
+
+@pytest.mark.parametrize("seqlen", [1, 7, 512, 1100], ids=lambda v: f"L{v}")
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_triton_v6_default_tiles(seqlen, dtype):
+    """The default tiling (32 lanes x 16 steps = 512 steps): a lone step, one ragged tile, exactly one whole
+    tile, two whole tiles and a ragged one (L = 1100), at N = 16 with every flag on."""
+    kw = OP.make_inputs(batch=2, dim=5, dstate=16, seqlen=seqlen, groups=1, dtype=dtype, seed=seqlen)
+    err = _rel_err_vs_float64(_v6(**kw), kw)
+    assert err < OP.tolerance[dtype], err
+
+
+@pytest.mark.parametrize("knobs", [dict(prefetch=2), dict(prefetch=2, lanes=8, per_thread=8),
+                                   dict(lanes=16, num_warps=2, per_thread=32), dict(num_warps=1, maxnreg=None)],
+                         ids=["prefetch2", "prefetch2-small", "lanes16-k32", "one-warp"])
+@pytest.mark.parametrize("dstate", [5, 16])
+def test_triton_v6_knobs(knobs, dstate):
+    """Two states per iteration (odd and even N), 2 channels a warp with 32 steps a thread, one warp a program."""
+    for dtype in ("fp32", "bf16"):
+        kw = OP.make_inputs(batch=1, dim=6, dstate=dstate, seqlen=600, groups=2, dtype=dtype, seed=3)
+        err = _rel_err_vs_float64(_v6(**kw, **knobs), kw)
+        assert err < OP.tolerance[dtype], (dtype, err)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_triton_v6_follows_strides_like_mamba_block(dtype):
+    """u and z sliced out of one xz [B, 2D, L] tensor, B 3-D, C a transposed view (unit stride along N, so
+    no int32 pairs along L): the same result as the contiguous inputs."""
+    kw = OP.make_inputs(batch=2, dim=6, dstate=5, seqlen=700, dtype=dtype, seed=9)
+    xz = torch.cat([kw["u"], kw["z"]], dim=1)
+    Ct = kw["C"].transpose(2, 3).contiguous().transpose(2, 3)
+    strided = dict(kw, u=xz[:, :6], z=xz[:, 6:], B=kw["B"][:, 0], C=Ct)
+    assert not strided["u"].is_contiguous() and Ct.stride(2) == 1
+    torch.testing.assert_close(_v6(**strided), _v6(**kw), rtol=0, atol=0)
+    assert _rel_err_vs_float64(_v6(**strided), kw) < OP.tolerance[dtype]
+
+
+@pytest.mark.parametrize("knobs, match", [(dict(per_thread=4), "per_thread must be"),
+                                          (dict(lanes=64), "lanes must be"), (dict(prefetch=0), "prefetch must be")])
+def test_triton_v6_rejects_bad_knobs(knobs, match):
+    kw = OP.make_inputs(batch=1, dim=4, dstate=4, seqlen=8, dtype="fp32", seed=0)
+    with pytest.raises(ValueError, match=match):
+        _v6(**kw, **knobs)
+
+
+def test_triton_v6_shape_errors():
+    kw = OP.make_inputs(batch=1, dim=4, dstate=3, seqlen=6, groups=2, dtype="fp32", seed=0)
+    with pytest.raises(ShapeError, match="B has 2 groups but C has 1"):
+        _v6(**dict(kw, C=kw["C"][:, :1]))
+    big = OP.make_inputs(batch=1, dim=2, dstate=257, seqlen=2, dtype="fp32", seed=0)
+    with pytest.raises(ShapeError, match="dstate 257 exceeds the limit of 256"):
+        _v6(**big)
+
+
+@pytest.mark.gpu
+def test_triton_v6_small_grid_on_gpu():
+    results = list(check(OP, ["triton_v6"], grid="small", device="cuda", seed=0))
+    assert not [(r.config, r.dtype, r.status, r.message) for r in results if r.status != "pass"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
+def test_triton_v6_matches_official_on_upstream_grid(dtype):
+    configs = [c for c in OP.grid("upstream") if c["dtype"] == dtype]
+    results = list(check(OP, ["triton_v6", "official"], configs=configs, device="cuda", seed=0))
+    assert not disagreements(results)
