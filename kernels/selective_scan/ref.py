@@ -85,6 +85,16 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
 OURS_MAX_DSTATE = 256  # our kernels keep a channel's whole state row [N] in one tile
 
 
+def optional_args(u: torch.Tensor, A: torch.Tensor, z: torch.Tensor | None, D: torch.Tensor | None,
+                  delta_bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z, D and delta_bias as kernel arguments: a tensor always (a kernel's HAS_* flag says whether it is read),
+    D and delta_bias contiguous."""
+    zz = z if z is not None else u
+    dd = D.contiguous() if D is not None else A
+    bb = delta_bias.contiguous() if delta_bias is not None else A
+    return zz, dd, bb
+
+
 def ours_output(u: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     """The checks every version of our Triton scan shares (dtype, N <= 256) and its output [B, D, L] in u's
     dtype, not yet written."""

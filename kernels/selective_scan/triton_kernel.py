@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from ..phases import join4, join8, split4, split8
-from .ref import ours_output, scan_args
+from .ref import optional_args, ours_output, scan_args
 from .triton_kernel_v3 import (_entering_state, _num_segments, _num_sms, _scan_params,
                                _selective_scan_carry_kernel, _softplus, _store_segment_state)
 
@@ -366,9 +366,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     seg_chunks = triton.cdiv(triton.cdiv(seqlen, nseg), chunk)
     nseg = triton.cdiv(seqlen, seg_chunks * chunk)
 
-    zz = z if z is not None else u
-    dd = D.contiguous() if D is not None else A
-    bb = delta_bias.contiguous() if delta_bias is not None else A
+    zz, dd, bb = optional_args(u, A, z, D, delta_bias)
     if nseg > 1:
         state = torch.empty((nseg - 1, batch, dim, block_n), device=u.device, dtype=torch.float32)
         dsum = torch.empty((nseg - 1, batch, dim), device=u.device, dtype=torch.float32)

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .ref import ours_output, scan_args
+from .ref import optional_args, ours_output, scan_args
 
 
 @triton.jit
@@ -155,9 +155,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     dim_per_group = dim // groups
     # Placeholders for absent tensors are never read (HAS_Z / HAS_D / HAS_BIAS are constexpr); the
     # [D]-vectors are read with unit stride.
-    zz = z if z is not None else u
-    dd = D.contiguous() if D is not None else A
-    bb = delta_bias.contiguous() if delta_bias is not None else A
+    zz, dd, bb = optional_args(u, A, z, D, delta_bias)
     grid = (triton.cdiv(dim, block_d), batch)
     _selective_scan_fwd_kernel[grid](
         u, delta, A, B, C, dd, zz, bb, out,

@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .ref import ours_output, scan_args
+from .ref import optional_args, ours_output, scan_args
 
 LOG2E = 1.4426950408889634
 NUM_SMS_DEFAULT = 132  # the H100 SXM; used when no GPU is visible (CPU interpreter, compile checks)
@@ -336,9 +336,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
 
     Bt, Ct = transposed(B), transposed(C)
     dim_per_group = dim // groups
-    zz = z if z is not None else u
-    dd = D.contiguous() if D is not None else A
-    bb = delta_bias.contiguous() if delta_bias is not None else A
+    zz, dd, bb = optional_args(u, A, z, D, delta_bias)
     if nseg > 1:
         state = torch.empty((nseg - 1, batch, dim, block_n), device=u.device, dtype=torch.float32)
         dsum = torch.empty((nseg - 1, batch, dim), device=u.device, dtype=torch.float32)

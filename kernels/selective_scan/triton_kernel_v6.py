@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from ..phases import join4, join8, split4, split8
-from .ref import ours_output, scan_args
+from .ref import optional_args, ours_output, scan_args
 from .triton_kernel import _silu_gate, _softplus_poly
 
 # Registers per thread: at B1 D1536 one warp per channel is 1536 warps, ~12 per SM; 168 registers let 3
@@ -355,9 +355,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     out = ours_output(u, A)
     if out.numel() == 0:
         return out
-    zz = z if z is not None else u
-    dd = D.contiguous() if D is not None else A
-    bb = delta_bias.contiguous() if delta_bias is not None else A
+    zz, dd, bb = optional_args(u, A, z, D, delta_bias)
     carry = torch.empty((batch, dim, 2, dstate), device=u.device, dtype=torch.float32)
     block_d = num_warps * 32 // lanes
     options = {"maxnreg": maxnreg} if maxnreg else {}
