@@ -2,13 +2,18 @@
 
 ``RUN/e2e_run.jsonl`` holds the full rows (nested dicts kept); ``RUN/e2e_run.csv`` the same rows flattened with
 dotted column names (``memory.cache_B``), rewritten from the JSON lines after every append so both always agree.
+A committed run may keep the JSON lines gzipped (``e2e_run.jsonl.gz``, as bench runs do): they are read from
+there, and unpacked back to ``.jsonl`` before anything is appended.
 """
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from ..microbench.rows import numbered_jsonl, stored
 
 KINDS = ("run", "breakdown", "frontier")
 
@@ -23,6 +28,10 @@ def write_rows(run_dir: str | Path, kind: str, rows: Iterable[Mapping[str, Any]]
     """Append ``rows`` to RUN/e2e_<kind>.jsonl and rewrite RUN/e2e_<kind>.csv; returns the JSONL path."""
     path = _path(run_dir, kind, "jsonl")
     path.parent.mkdir(parents=True, exist_ok=True)
+    found = stored(path)
+    if found is not None and found != path:  # only the gzipped copy: append to its rows, not beside them
+        path.write_bytes(gzip.decompress(found.read_bytes()))
+        found.unlink()
     with path.open("a") as f:
         for row in rows:
             f.write(json.dumps(row, default=str) + "\n")
@@ -31,11 +40,8 @@ def write_rows(run_dir: str | Path, kind: str, rows: Iterable[Mapping[str, Any]]
 
 
 def load_rows(run_dir: str | Path, kind: str = "run") -> list[dict[str, Any]]:
-    """The rows of RUN/e2e_<kind>.jsonl ([] when there are none)."""
-    path = _path(run_dir, kind, "jsonl")
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The rows of RUN/e2e_<kind>.jsonl or its .gz copy ([] when there are none)."""
+    return [row for _, row in numbered_jsonl(_path(run_dir, kind, "jsonl"))]
 
 
 def flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -224,6 +224,22 @@ def test_rows_append_and_flatten_to_csv(tmp_path):
         write_rows(tmp_path, "bogus", [])
 
 
+def test_rows_of_a_gzipped_run_are_read_and_kept_when_appending(tmp_path):
+    """Committed runs keep their JSON lines gzipped: loading reads them, an append unpacks them first."""
+    import gzip
+
+    from ssmscope.e2e.rows import load_rows, write_rows
+
+    write_rows(tmp_path, "run", [{"model": "a"}, {"model": "b"}])
+    plain = tmp_path / "e2e_run.jsonl"
+    (tmp_path / "e2e_run.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    assert [r["model"] for r in load_rows(tmp_path, "run")] == ["a", "b"]
+    write_rows(tmp_path, "run", [{"model": "c"}])
+    assert [r["model"] for r in load_rows(tmp_path, "run")] == ["a", "b", "c"]
+    assert not (tmp_path / "e2e_run.jsonl.gz").exists()
+
+
 def test_energy_window_repeats_short_work_until_it_is_long_enough():
     """A 0.15 s generation is too short for NVML's counter: the work is repeated to fill the window."""
     import time
