@@ -1,4 +1,4 @@
-"""In-register phases of a Triton tile: ``[R, G, K]`` <-> K tiles ``[R, G]`` (K = 2, 4, 8).
+"""In-register phases of a Triton tile: ``[R, G, K]`` <-> K tiles ``[R, G]`` (K = 2, 4, 8), one by one or as a tuple.
 
 When each thread holds the K elements of the last axis (the contiguous one of a vector load), ``tl.reshape``
 + ``tl.split`` and ``tl.join`` + ``tl.reshape`` are register renames: a kernel can index its tile by
@@ -49,3 +49,23 @@ def join8(t0, t1, t2, t3, t4, t5, t6, t7):
     c0 = tl.join(tl.join(t0, t4), tl.join(t2, t6))  # [R, G, a, b] with c = 0
     c1 = tl.join(tl.join(t1, t5), tl.join(t3, t7))
     return tl.reshape(tl.join(c0, c1), (t0.shape[0], t0.shape[1], 8))
+
+
+@triton.jit
+def split_phases(v, P: tl.constexpr):
+    """[R, G, P] -> its P phases [R, G] as a tuple (P = 4 or 8): for loops over phases (tl.static_range)."""
+    if P == 8:
+        p0, p1, p2, p3, p4, p5, p6, p7 = split8(v)
+        return (p0, p1, p2, p3, p4, p5, p6, p7)
+    else:
+        p0, p1, p2, p3 = split4(v)
+        return (p0, p1, p2, p3)
+
+
+@triton.jit
+def join_phases(ph, i: tl.constexpr, P: tl.constexpr):
+    """Phases i … i + P - 1 of the tuple ph -> [R, G, P] (P = 4 or 8)."""
+    if P == 8:
+        return join8(ph[i], ph[i + 1], ph[i + 2], ph[i + 3], ph[i + 4], ph[i + 5], ph[i + 6], ph[i + 7])
+    else:
+        return join4(ph[i], ph[i + 1], ph[i + 2], ph[i + 3])

@@ -52,6 +52,11 @@ def knob_values(text: str) -> list[int | bool | str]:
     return list(dict.fromkeys(values))
 
 
+def shape_config(op, dtype: str, text: str) -> dict[str, object]:
+    """The op's paper grid's first config with dtype and the ``field=value,...`` of text over it."""
+    return {**build_configs(op, grid="paper")[0], "dtype": dtype, **parse_assignments(text)}
+
+
 def knob_grid(specs: list[str]) -> list[dict[str, int | bool | str]]:
     names, values = [], []
     for spec in specs:
@@ -82,9 +87,8 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - report and compare ours with itself
         print(f"{op.baseline} unavailable: {exc}")
         official = None
-    base_config = build_configs(op, grid="paper")[0]
     for shape_text in args.shape or [""]:
-        config = {**base_config, "dtype": args.dtype, **parse_assignments(shape_text)}
+        config = shape_config(op, args.dtype, shape_text)
         kw = op.make_inputs(**config, device=args.device, seed=7)
         label = " ".join(f"{k}={v}" for k, v in config.items())
         if args.op == "causal_conv1d" and args.knob and not config.get("channel_last"):

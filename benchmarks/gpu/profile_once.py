@@ -16,9 +16,7 @@ import argparse
 import torch
 
 from ssmscope import kernels
-from ssmscope.microbench.grid import build_configs
-
-from knob_sweep import parse_assignments
+from knob_sweep import parse_assignments, shape_config
 
 
 def main() -> None:
@@ -33,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     op = kernels.get(args.op)
     fn = op.impls[args.impl].load()
-    config = {**build_configs(op, grid="paper")[0], "dtype": args.dtype, **parse_assignments(args.shape)}
+    config = shape_config(op, args.dtype, args.shape)
     kw = op.make_inputs(**config, device=args.device, seed=7)
     knobs = parse_assignments(args.knob)
     for _ in range(args.calls):

@@ -39,6 +39,24 @@ MAX_WIDTH = 4
 
 
 @triton.jit
+def _taps(weight_ptr, bias_ptr, offs_d, mask_d, stride_wd, stride_wk, WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The W tap weights and the bias of channels ``offs_d`` in fp32, in offs_d's shape (taps past WIDTH
+    repeat w1 and the bias without HAS_BIAS is w0: placeholders, never used)."""
+    w0 = tl.load(weight_ptr + offs_d * stride_wd, mask=mask_d, other=0.0).to(tl.float32)
+    w1 = tl.load(weight_ptr + offs_d * stride_wd + stride_wk, mask=mask_d, other=0.0).to(tl.float32)
+    w2 = w1
+    w3 = w1
+    if WIDTH > 2:
+        w2 = tl.load(weight_ptr + offs_d * stride_wd + 2 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)
+    if WIDTH > 3:
+        w3 = tl.load(weight_ptr + offs_d * stride_wd + 3 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)
+    bias = w0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    return w0, w1, w2, w3, bias
+
+
+@triton.jit
 def _sel(j: tl.constexpr, m3, m2, m1, c0, c1, c2, c3, c4, c5, c6, c7):
     """x at phase j of the group, j in -3..7: phases below 0 are the previous group's last ones (m1 = its
     last). A compile-time choice (Triton tensors cannot be indexed by position)."""
@@ -117,17 +135,11 @@ def _conv1d_fwd_cf_kernel(
     xc = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
     xp = tl.load(x_ptrs - V, mask=mask_prev, other=0.0).to(tl.float32)
 
-    w0 = tl.load(weight_ptr + offs_d * stride_wd, mask=mask_d, other=0.0).to(tl.float32)[:, None]
-    w1 = tl.load(weight_ptr + offs_d * stride_wd + stride_wk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
-    w2 = w1
-    w3 = w1
-    if WIDTH > 2:
-        w2 = tl.load(weight_ptr + offs_d * stride_wd + 2 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
-    if WIDTH > 3:
-        w3 = tl.load(weight_ptr + offs_d * stride_wd + 3 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    w0, w1, w2, w3, bias = _taps(weight_ptr, bias_ptr, offs_d, mask_d, stride_wd, stride_wk, WIDTH, HAS_BIAS)
+    w0, w1, w2, w3, bias = w0[:, None], w1[:, None], w2[:, None], w3[:, None], bias[:, None]
     acc0 = tl.zeros([BLOCK_D, G], dtype=tl.float32)
     if HAS_BIAS:
-        acc0 += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+        acc0 += bias
 
     # The V phases of the tile (c*) and the last three of the previous group (m3, m2, m1 = x[t0-3..t0-1]
     # for the group starting at t0).
@@ -217,17 +229,10 @@ def _conv1d_fwd_cl_kernel(
         mask_d = offs_d < dim
     # Weights and bias once per program, in fp32. (They are not contiguous along the channels, so they load
     # in another layout and are converted to the tile's through shared memory: the kernel's only barriers.)
-    w0 = tl.load(weight_ptr + offs_d * stride_wd, mask=mask_d, other=0.0).to(tl.float32)
-    w1 = tl.load(weight_ptr + offs_d * stride_wd + stride_wk, mask=mask_d, other=0.0).to(tl.float32)
-    w2 = w1
-    w3 = w1
-    if WIDTH > 2:
-        w2 = tl.load(weight_ptr + offs_d * stride_wd + 2 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)
-    if WIDTH > 3:
-        w3 = tl.load(weight_ptr + offs_d * stride_wd + 3 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)
+    w0, w1, w2, w3, bias = _taps(weight_ptr, bias_ptr, offs_d, mask_d, stride_wd, stride_wk, WIDTH, HAS_BIAS)
     acc0 = tl.zeros([GD, 1, V], dtype=tl.float32)
     if HAS_BIAS:
-        acc0 += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        acc0 += bias
     x_rows = x_ptr + pid_b * stride_xb + offs_d
     out_rows = out_ptr + pid_b * stride_ob + offs_d
     t0 = pid_l * S * seg_len  # first step of the program (int32: L < 2^31; row offsets are 64-bit)
@@ -287,17 +292,11 @@ def _conv1d_fwd_cl_rows_kernel(
         mask_d = (grp * V < dim)[:, None]  # constant along each vector
     else:
         mask_d = offs_d < dim
-    w0 = tl.load(weight_ptr + offs_d * stride_wd, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
-    w1 = tl.load(weight_ptr + offs_d * stride_wd + stride_wk, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
-    w2 = w1
-    w3 = w1
-    if WIDTH > 2:
-        w2 = tl.load(weight_ptr + offs_d * stride_wd + 2 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
-    if WIDTH > 3:
-        w3 = tl.load(weight_ptr + offs_d * stride_wd + 3 * stride_wk, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
+    w0, w1, w2, w3, bias = _taps(weight_ptr, bias_ptr, offs_d, mask_d, stride_wd, stride_wk, WIDTH, HAS_BIAS)
+    w0, w1, w2, w3, bias = w0[None, :, :], w1[None, :, :], w2[None, :, :], w3[None, :, :], bias[None, :, :]
     acc0 = tl.zeros([BLOCK_L, GD, V], dtype=tl.float32)
     if HAS_BIAS:
-        acc0 += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[None, :, :]
+        acc0 += bias
     x_base = x_ptr + pid_b * stride_xb + offs_d[None, :, :]
     out_base = out_ptr + pid_b * stride_ob + offs_d[None, :, :]
     for i in range(chunks):

@@ -29,41 +29,15 @@ import torch
 import triton
 import triton.language as tl
 
-from ..phases import join4, join8, split4, split8
+from ..phases import join_phases, split_phases
 from .ref import optional_args, ours_output, scan_args
-from .triton_kernel import _silu_gate, _softplus_poly
+from .triton_kernel import _combine, _silu_gate, _softplus_poly
 
 # Registers per thread: at B1 D1536 one warp per channel is 1536 warps, ~12 per SM; 168 registers let 3
 # programs of 4 warps share an SM (all of them resident at once), and spill nothing in the loop over states.
 # On the H100 (N16 L16K bf16): 407 µs at 168, 420 at 160, 428 at 144, 438 at 128 (spills), 800 unbounded
 # (184 registers, 2 programs per SM).
 MAXNREG = 168
-
-
-@triton.jit
-def _combine(a1, x1, a2, x2):
-    """Two affine maps h -> a·h + x, the first one first."""
-    return a1 * a2, a2 * x1 + x2
-
-
-@triton.jit
-def _split(v, P: tl.constexpr):
-    """[LANES, BD, P] -> its P phases [LANES, BD], as a tuple."""
-    if P == 8:
-        p0, p1, p2, p3, p4, p5, p6, p7 = split8(v)
-        return (p0, p1, p2, p3, p4, p5, p6, p7)
-    else:
-        p0, p1, p2, p3 = split4(v)
-        return (p0, p1, p2, p3)
-
-
-@triton.jit
-def _join(ph, i: tl.constexpr, P: tl.constexpr):
-    """Phases i … i + P - 1 of the tuple ph -> [LANES, BD, P]."""
-    if P == 8:
-        return join8(ph[i], ph[i + 1], ph[i + 2], ph[i + 3], ph[i + 4], ph[i + 5], ph[i + 6], ph[i + 7])
-    else:
-        return join4(ph[i], ph[i + 1], ph[i + 2], ph[i + 3])
 
 
 @triton.jit
@@ -104,13 +78,13 @@ def _to_phases(raw, K: tl.constexpr, P: tl.constexpr, PAIRS: tl.constexpr):
     ph = ()
     if PAIRS:
         for i in tl.static_range(K // 8):
-            q = _split(raw[i], 4)
+            q = split_phases(raw[i], 4)
             for m in tl.static_range(4):
                 ph = ph + ((q[m] << 16).to(tl.float32, bitcast=True),
                            (q[m] & -65536).to(tl.float32, bitcast=True))
     else:
         for i in tl.static_range(K // P):
-            ph = ph + _split(raw[i].to(tl.float32), P)
+            ph = ph + split_phases(raw[i].to(tl.float32), P)
     return ph
 
 
@@ -245,7 +219,7 @@ def _tile(t0, seqlen, dstate, carry_rd, carry_wr, u_rows, dt_rows, z_rows, out_r
     mask_r3 = mask_r2[:, :, None]
     for i in tl.static_range(K // P_O):
         t = tk + (i * P_O + offs_p)
-        v = _join(y, i * P_O, P_O).to(out_rows.dtype.element_ty)
+        v = join_phases(y, i * P_O, P_O).to(out_rows.dtype.element_ty)
         if MASK_T:
             tl.store(out_rows + t * stride_ol, v, mask=mask_r3 & (t < seqlen))
         else:
