@@ -4,22 +4,23 @@ the same inputs and the cold-L2 graph-replay median. The default (no knobs) come
 view of the same choices (registers, spills, instructions) comes from benchmarks/compile_sm90.py; this is
 what they cost.
 
-    python benchmarks/gpu/knob_sweep.py selective_scan --shape dim=1536,dstate=16,seqlen=16384 \
-        --knob chunk=2,4,8 --knob per_thread=32,64 --knob num_warps=4
-    python benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v6 --shape seqlen=16384,dstate=16 \
+    python benchmarks/gpu/knob_sweep.py selective_scan --shape dim=2048,dstate=16,seqlen=16384 \
         --knob prefetch=1,2 --knob maxnreg=128,168
+    python benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v5 --shape seqlen=16384,dstate=16 \
+        --knob chunk=2,4 --knob per_thread=32,64
     python benchmarks/gpu/knob_sweep.py ssd --shape seqlen=16384,nheads=48,dstate=128,chunk_size=256 \
         --knob segment_len=16384,8192,4096,2048
 
-Knobs are keyword arguments of the op's `triton` function (selective_scan: chunk, per_thread, num_warps,
-num_segments, min_segment; ssd: segment_len; selective_state_update: block_m, num_warps; attention: block_m,
+Knobs are keyword arguments of the op's `triton` function (selective_scan: per_thread, lanes, num_warps,
+prefetch, maxnreg; ssd: segment_len; selective_state_update: block_m, num_warps; attention: block_m,
 block_n, num_warps, num_stages; causal_conv1d, channel-last: cl_design=window|rows, block_d, block_l, num_warps,
 and unroll, prefetch (window) or chunks (rows)). Knob values are integers and ranges, true/false or words.
 Shape fields not given take the values of the op's paper grid's first config. --impl times another of our impls
-with its own knobs instead (selective_scan's triton_v6: per_thread, lanes, num_warps, prefetch, maxnreg;
-maxnreg=0 leaves the registers to ptxas). Correctness of the default is the upstream check's job
-(`ssmscope check`); here a setting whose output differs from the baseline's by more than twice the op's
-tolerance is marked WRONG.
+with its own knobs instead (selective_scan's triton_v5: chunk, per_thread, num_warps, num_segments,
+min_segment, version, prefetch, maxnreg); maxnreg=0 leaves the registers to ptxas. Correctness of the
+default is the upstream check's job (`ssmscope check`); here a setting whose output differs from the
+baseline's by more than twice the op's tolerance is marked WRONG. --seed repeats each shape on other inputs.
+Rank settings within one sweep; cite the bench's rows (benchmarks/NOTES.md: one kernel read 15 % slower here).
 """
 from __future__ import annotations
 
@@ -79,6 +80,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--seed", type=int, action="append", default=[],
+                        help="input seed (repeatable: each shape once per seed; default 7)")
     args = parser.parse_args()
     op = kernels.get(args.op)
     ours = op.impls[args.impl].load()
@@ -87,10 +90,10 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - report and compare ours with itself
         print(f"{op.baseline} unavailable: {exc}")
         official = None
-    for shape_text in args.shape or [""]:
+    for shape_text, seed in itertools.product(args.shape or [""], args.seed or [7]):
         config = shape_config(op, args.dtype, shape_text)
-        kw = op.make_inputs(**config, device=args.device, seed=7)
-        label = " ".join(f"{k}={v}" for k, v in config.items())
+        kw = op.make_inputs(**config, device=args.device, seed=seed)
+        label = " ".join(f"{k}={v}" for k, v in config.items()) + (f" seed={seed}" if args.seed else "")
         if args.op == "causal_conv1d" and args.knob and not config.get("channel_last"):
             print("note: the causal_conv1d knobs tune the channel-last kernel; add channel_last=true to --shape")
         pristine = clone_inputs(kw)  # timing updates in-place state (decode steps): errors start from this copy

@@ -2,9 +2,9 @@
 # One call on the GPU machine: install the official kernels from the carried wheels, make this checkout
 # importable as `ssmscope`, then run the named phases. Everything lands in $OUT/<phase>/ and is packed
 # into $OUT/results.tgz (the device tool returns at most 8 files).
-#   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] [MODELS=...] bash benchmarks/gpu/session.sh \
+#   usage: [PHASE_LIMIT=240] [OPS="ssd ..."] [GRID=upstream] [CHECK_FLAGS="--impl triton"] [MODELS=...] bash benchmarks/gpu/session.sh \
 #          env gputests check scan knobs knobs_long knobs_gaps knobs_prefetch knobs_v5 knobs_occupancy knobs_n64
-#          scan_versions scan_v6 ncu_why knobs_conv1d_window bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
+#          scan_tiling scan_v6 scan_v6_knobs scan_v6_warps scan_waves conv1d_gap conv1d_placement ncu_why knobs_conv1d_window bench targets ncu_targets calibrate ncu e2e e2e_breakdown e2e_frontier
 # Lesson (2026-11-22): a call killed at its limit returns only what is under $OUT, so every phase is
 # time-limited and the results are packed after each one. Official SSD autotuning and Triton compiles of
 # many flag variants take minutes: give `check ssd` and the scan grids their own calls or a --where.
@@ -37,7 +37,7 @@ for phase in "$@"; do
       run_phase gputests python3 -m pytest -q -m gpu -p no:cacheprovider ${GPUTESTS:-tests} ;;
     check)
       for op in ${OPS:-selective_scan causal_conv1d ssd attention selective_state_update causal_conv1d_update attention_decode}; do
-        run_phase "check_$op" $SSM check "$op" --grid ${GRID:-upstream} --seed 2026 --save "$RES/check_$op.jsonl"
+        run_phase "check_$op" $SSM check "$op" --grid ${GRID:-upstream} --seed 2026 ${CHECK_FLAGS:-} --save "$RES/check_$op.jsonl"
       done ;;
     bench)      # the default sweep: every family at the paper's shapes, all implementations; RESUME_FROM=DIR (a run
       # of an earlier call, carried in the checkout) seeds it, so --resume goes on where that call stopped
@@ -45,10 +45,15 @@ for phase in "$@"; do
       run_phase bench $SSM bench all --grid paper --budget ${BUDGET:-0.3} --peaks h100-sxm --resume --csv --out "$RES/paper" ;;
     targets)    # issue 7's shapes (36 points), timed, then profiled under ncu into the same run, then the timer check
       run_phase targets $SSM bench --config benchmarks/sweeps/h100_targets.yaml --peaks h100-sxm --resume --csv --out "$RES/targets" ;;
-    scan)       # the selective scan's tilings, then its versions against the official kernel
-      run_phase scan_tiling python3 benchmarks/gpu/knob_sweep.py selective_scan --knob chunk=4,8 --knob per_thread=32,64 \
-        --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=4096,dstate=64 --shape seqlen=16384,dstate=64
-      run_phase scan_versions $SSM bench --config benchmarks/sweeps/h100_scan_versions.yaml --peaks h100-sxm --resume --csv --out "$RES/scan" ;;
+    scan_tiling) # selective_scan v5's tilings
+      run_phase scan_tiling python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v5 --knob chunk=4,8 --knob per_thread=32,64 \
+        --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=4096,dstate=64 --shape seqlen=16384,dstate=64 ;;
+    scan)       # the selective scan's versions against the official kernel at issue 7's shapes, then at the paper's
+      run_phase scan_versions $SSM bench --config benchmarks/sweeps/h100_scan_versions.yaml --peaks h100-sxm --resume --csv --out "$RES/scan"
+      ;&
+    scan_paper)
+      run_phase scan_paper $SSM bench selective_scan --grid paper --impl official,triton,triton_v5 --budget ${BUDGET:-0.3} \
+        --peaks h100-sxm --resume --csv --out "$RES/scan_paper" ;;
     knobs)      # the tilings behind issue 7's near misses: SSD's segments at H48 L16K, the state update's rows at B64
       ssd_shape="batch=1,seqlen=16384,nheads=48,headdim=64,ngroups=1"
       run_phase knobs_ssd python3 benchmarks/gpu/knob_sweep.py ssd --knob segment_len=16384,8192,5504,4096,3072,2048,1536,1024 \
@@ -65,7 +70,7 @@ for phase in "$@"; do
       run_phase knobs_ssu_m2 python3 benchmarks/gpu/knob_sweep.py selective_state_update --knob block_m=2,4,8,16 \
         --knob num_warps=1,2,4 --shape batch=1,nheads=24,$m2 --shape batch=64,nheads=24,$m2 --shape batch=64,nheads=48,$m2 ;;
     knobs_gaps) # the paper grid's misses: short scans and SSDs, attention at d128, channel-last conv1d
-      run_phase knobs_scan_short python3 benchmarks/gpu/knob_sweep.py selective_scan --knob min_segment=32,64,128 \
+      run_phase knobs_scan_short python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v5 --knob min_segment=32,64,128 \
         --shape seqlen=1024,dstate=16 --shape seqlen=4096,dstate=16
       ssd_shape="batch=1,headdim=64,ngroups=1,dstate=128,chunk_size=256"
       run_phase knobs_ssd_short python3 benchmarks/gpu/knob_sweep.py ssd --knob segment_len=128,256,512 \
@@ -82,37 +87,62 @@ for phase in "$@"; do
       run_phase knobs_conv1d_window python3 benchmarks/gpu/knob_sweep.py causal_conv1d --knob block_l=4,8,16,32,64,128 \
         --knob unroll=4,8 --knob prefetch=true,false $cl ;;
     knobs_prefetch) # selective_scan v4 with u, δ, z (1) and B, C (2) loaded one chunk ahead, at three tile sizes
-      run_phase knobs_scan_prefetch python3 benchmarks/gpu/knob_sweep.py selective_scan --knob prefetch=0,1,2 \
+      run_phase knobs_scan_prefetch python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v5 --knob prefetch=0,1,2 \
         --knob per_thread=16,32,64 --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 \
         --shape seqlen=65536,dstate=16 --shape seqlen=16384,dstate=64 ;;
     knobs_v5)   # selective_scan v5 (steps on register phases, polynomial softplus, unmasked loads) against v4
-      run_phase knobs_scan_v5 python3 benchmarks/gpu/knob_sweep.py selective_scan --knob version=4,5 --knob chunk=2,4 \
+      run_phase knobs_scan_v5 python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v5 --knob version=4,5 --knob chunk=2,4 \
         --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=65536,dstate=16 \
         --shape seqlen=4096,dstate=64 --shape seqlen=16384,dstate=64 ;;
     knobs_occupancy) # selective_scan v5: registers capped for 3-4 programs per SM, grids sized in whole waves, prefetch
-      run_phase knobs_scan_occupancy python3 benchmarks/gpu/knob_sweep.py selective_scan --knob maxnreg=0,168,128 \
+      run_phase knobs_scan_occupancy python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v5 --knob maxnreg=0,168,128 \
         --knob target_programs=528,792,1056 --knob prefetch=0,1 --shape seqlen=16384,dstate=16 \
         --shape seqlen=65536,dstate=16 --shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=64 ;;
     knobs_n64)  # selective_scan v5 at N64 with its 2-step chunks: prefetch and grid size
-      run_phase knobs_scan_n64 python3 benchmarks/gpu/knob_sweep.py selective_scan --knob prefetch=0,1 \
+      run_phase knobs_scan_n64 python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v5 --knob prefetch=0,1 \
         --knob target_programs=528,1056 --shape seqlen=4096,dstate=64 --shape seqlen=16384,dstate=64 ;;
     scan_versions) # the scan's versions side by side with the official kernel at issue 7's shapes
       run_phase scan_versions $SSM bench --config benchmarks/sweeps/h100_scan_versions.yaml --peaks h100-sxm --resume --csv --out "$RES/scan" ;;
     ncu_why)    # why the scan takes its time: stall reasons, pipe utilization, occupancy (ours vs official, N16 L16K)
       sections="--section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats --section InstructionStats --section MemoryWorkloadAnalysis"
       for impl in ${IMPLS:-triton official}; do
-        run_phase "ncu_why_$impl" ncu --clock-control none $sections -k regex:selective_scan_fwd --launch-skip 2 \
+        run_phase "ncu_why_$impl" ncu --clock-control none $sections -k regex:selective_scan --launch-skip 2 \
           --launch-count 2 python3 benchmarks/gpu/profile_once.py selective_scan --impl "$impl" \
-          --shape ${WHY_SHAPE:-seqlen=16384,dstate=16} --calls 4
+          --shape ${WHY_SHAPE:-seqlen=16384,dstate=16} --knob "${WHY_KNOB:-}" --calls 4
       done ;;
     scan_v6)    # selective_scan v6 (one pass, parallel in time): GPU checks, then its knobs against the official kernel
       # and the current `triton` (v5) at issue 7's shapes (B1 D1536 bf16)
-      run_phase scan_v6_check $SSM check selective_scan --impl triton_v6 --grid upstream --seed 2026
+      run_phase scan_v6_check $SSM check selective_scan --impl triton --grid upstream --seed 2026
       run_phase scan_v6_gputests python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_selective_scan.py -k v6
       v6_shapes="--shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=65536,dstate=16 --shape seqlen=16384,dstate=64"
-      run_phase knobs_scan_v6 python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v6 --knob prefetch=1,2 \
+      run_phase knobs_scan_v6 python3 benchmarks/gpu/knob_sweep.py selective_scan --knob prefetch=1,2 \
         --knob maxnreg=128,168,0 $v6_shapes
-      run_phase knobs_scan_v5_ref python3 benchmarks/gpu/knob_sweep.py selective_scan $v6_shapes ;;
+      run_phase knobs_scan_v5_ref python3 benchmarks/gpu/knob_sweep.py selective_scan --impl triton_v5 $v6_shapes ;;
+    scan_v6_knobs) # v6 (now `triton`): states in flight x steps per thread, then lanes per channel and warps per program
+      v6_shapes="--shape seqlen=4096,dstate=16 --shape seqlen=16384,dstate=16 --shape seqlen=65536,dstate=16 --shape seqlen=16384,dstate=64"
+      run_phase scan_check $SSM check selective_scan --grid upstream --seed 2026
+      run_phase knobs_scan_v6_states python3 benchmarks/gpu/knob_sweep.py selective_scan --knob prefetch=1,2,4 \
+        --knob per_thread=8,16 $v6_shapes
+      run_phase knobs_scan_v6_lanes python3 benchmarks/gpu/knob_sweep.py selective_scan --knob lanes=16 \
+        --knob num_warps=1,2,4 --shape seqlen=16384,dstate=16 --shape seqlen=16384,dstate=64 ;;
+    conv1d_gap) # D3328 L64K channel-last: knob_sweep's 359 µs against the bench's 312 µs, in one call; then
+      # knob_sweep on the bench's inputs (seed 0, its default 7) to tell inputs from harness
+      run_phase conv1d_gap_sweep python3 benchmarks/gpu/knob_sweep.py causal_conv1d --shape dim=3328,seqlen=65536,channel_last=true
+      run_phase conv1d_gap_bench $SSM bench causal_conv1d --impl official,triton --dim 3328 --seqlen 64k \
+        --set channel_last=true --budget 0.3 --out "$RES/conv1d_gap"
+      run_phase conv1d_gap_seeds python3 benchmarks/gpu/knob_sweep.py causal_conv1d --seed 0 --seed 7 --seed 1 \
+        --shape dim=3328,seqlen=65536,channel_last=true ;;
+    conv1d_placement) # the same shape timed after different allocation histories in one process
+      run_phase conv1d_placement python3 benchmarks/gpu/placement_probe.py causal_conv1d \
+        --shape dim=3328,seqlen=65536,channel_last=true
+      run_phase conv1d_placement_precalls python3 benchmarks/gpu/placement_probe.py causal_conv1d --precalls \
+        --shape dim=3328,seqlen=65536,channel_last=true ;;
+    scan_waves) # v6 where the channels need more than one wave at 168 registers: fewer registers, one wave
+      run_phase knobs_scan_v6_waves python3 benchmarks/gpu/knob_sweep.py selective_scan --knob maxnreg=128,144,168 \
+        --shape dim=2048,seqlen=16384,dstate=16 --shape dim=2048,seqlen=16384,dstate=64 --shape dim=4096,seqlen=16384,dstate=16 ;;
+    scan_v6_warps) # v6: one or two channels per program (no 4-warp barrier per tile)
+      run_phase knobs_scan_v6_warps python3 benchmarks/gpu/knob_sweep.py selective_scan --knob num_warps=1,2 \
+        --shape seqlen=16384,dstate=16 --shape seqlen=65536,dstate=16 --shape seqlen=16384,dstate=64 ;;
     ncu_targets)
       run_phase ncu_targets $SSM ncu collect config --config benchmarks/sweeps/h100_targets.yaml --out "$RES/targets"
       run_phase fidelity $SSM ncu fidelity "$RES/targets" ;;

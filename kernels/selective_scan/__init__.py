@@ -195,12 +195,12 @@ OP = Op(
     impls={
         "ref": Impl("ref", "ssmscope.kernels.selective_scan.ref:selective_scan", "reference",
                     "PyTorch, one step at a time (fp32 / fp64)"),
-        "triton": Impl("triton", "ssmscope.kernels.selective_scan.triton_kernel:selective_scan", "ours",
-                       "Triton v5: [D, N, 4-step] tiles, the steps one FMA each on in-register phases, "
-                       "sequence split into segments", supports=triton_supports),
-        "triton_v6": Impl("triton_v6", "ssmscope.kernels.selective_scan.triton_kernel_v6:selective_scan", "ours",
-                          "Triton v6 (prototype): one pass, a warp-wide scan in time per state (the official design)",
-                          supports=triton_supports),
+        "triton": Impl("triton", "ssmscope.kernels.selective_scan.triton_kernel_v6:selective_scan", "ours",
+                       "Triton v6: one pass, a warp per channel, lanes along time, a warp-wide scan per state, "
+                       "two states in flight", supports=triton_supports),
+        "triton_v5": Impl("triton_v5", "ssmscope.kernels.selective_scan.triton_kernel:selective_scan", "previous",
+                          "Triton v5: [D, N, 4-step] tiles, the steps one FMA each on in-register phases, "
+                          "sequence split into segments", supports=triton_supports),
         "triton_v4": Impl("triton_v4", "ssmscope.kernels.selective_scan.triton_kernel:selective_scan_v4", "previous",
                           "Triton v4: [D, N, 4-step] tiles, an associative scan along each chunk inside the thread",
                           supports=triton_supports),

@@ -337,16 +337,16 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     chunk = tiling[0] if chunk is None else chunk
     per_thread = tiling[1] if per_thread is None else per_thread
     if per_thread < 1 or per_thread & (per_thread - 1):
-        raise ValueError(f"selective_scan (triton): per_thread must be a power of two, got {per_thread}")
+        raise ValueError(f"selective_scan (triton_v5): per_thread must be a power of two, got {per_thread}")
     if prefetch is None:
         prefetch = 1 if A.shape[1] > 16 else 0
     if prefetch not in (0, 1, 2):
-        raise ValueError(f"selective_scan (triton): prefetch must be 0, 1 or 2, got {prefetch}")
+        raise ValueError(f"selective_scan (triton_v5): prefetch must be 0, 1 or 2, got {prefetch}")
     if version not in (4, 5):
-        raise ValueError(f"selective_scan (triton): version must be 4 or 5, got {version}")
+        raise ValueError(f"selective_scan (triton_v5): version must be 4 or 5, got {version}")
     chunks = (2, 4, 8) if version == 5 else (2, 4, 8, 16, 32)
     if chunk not in chunks:
-        raise ValueError(f"selective_scan (triton): chunk must be one of {chunks}, got {chunk}")
+        raise ValueError(f"selective_scan (triton_v5): chunk must be one of {chunks}, got {chunk}")
     batch, dim, seqlen = u.shape
     groups, dstate = B.shape[1], A.shape[1]
     out = ours_output(u, A)

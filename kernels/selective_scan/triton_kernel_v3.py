@@ -308,7 +308,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     """
     B, C = scan_args(u, delta, A, B, C, D, z, delta_bias)
     if chunk not in (8, 16):
-        raise ValueError(f"selective_scan (triton): chunk must be 8 or 16, got {chunk}")
+        raise ValueError(f"selective_scan (triton_v3): chunk must be 8 or 16, got {chunk}")
     batch, dim, seqlen = u.shape
     groups, dstate = B.shape[1], A.shape[1]
     out = ours_output(u, A)

@@ -1,11 +1,11 @@
-"""Our selective scan in Triton (v6, prototype): one pass over the sequence, parallel in time.
+"""Our selective scan in Triton (v6, the `triton` impl): one pass over the sequence, parallel in time.
 
 The official kernel's design (one thread block per channel, a block-wide scan over time for each state n, the
 state carried from chunk to chunk, y accumulated in registers over n), laid out so that Triton keeps it in
 registers and shuffles (see README.md, "v6: single pass, parallel in time"):
 
-* A program owns BLOCK_D = num_warps channels, one per warp, and walks the sequence in tiles of 32·K steps:
-  lane j of a warp owns the K consecutive steps t0 + j·K + [0, K) of its channel. Tiles are
+* A program owns BLOCK_D = num_warps channels (default 1), one per warp, and walks the sequence in tiles of
+  32·K steps: lane j of a warp owns the K consecutive steps t0 + j·K + [0, K) of its channel. Tiles are
   [LANES, BLOCK_D, 16-byte vector] (lanes along time, warps along channels, the vector in a thread's
   registers), split into K "phases" [LANES, BLOCK_D] (kernels/phases.py): register renames that let the
   kernel name each of a thread's steps at compile time.
@@ -20,8 +20,10 @@ registers and shuffles (see README.md, "v6: single pass, parallel in time"):
   per tile): the only memory traffic besides the inputs and the output.
 * bf16 B, C (and u, δ, z) are loaded as int32 pairs where every row starts at an even step: the two
   halves become fp32 with one integer op each (Triton's own conversion takes 1.5).
-* State n + 1's B, C, A' and entering state are loaded while state n is computed (prefetch=1), or two
-  states per loop iteration with their own buffers (prefetch=2).
+* ``prefetch`` states are in flight per loop iteration, each with its own buffers: state n + S's B, C, A' and
+  entering state are loaded while states n .. n + S - 1 run, whose dependency chains (K FMAs, log2(LANES)
+  shuffle rounds, K FMAs) interleave. S = 2 is the default: 1.2x faster than S = 1 on the H100 at issue 7's
+  shapes (benchmarks/NOTES.md, v6).
 """
 from __future__ import annotations
 
@@ -33,11 +35,23 @@ from ..phases import join_phases, split_phases
 from .ref import optional_args, ours_output, scan_args
 from .triton_kernel import _combine, _silu_gate, _softplus_poly
 
-# Registers per thread: at B1 D1536 one warp per channel is 1536 warps, ~12 per SM; 168 registers let 3
-# programs of 4 warps share an SM (all of them resident at once), and spill nothing in the loop over states.
-# On the H100 (N16 L16K bf16): 407 µs at 168, 420 at 160, 428 at 144, 438 at 128 (spills), 800 unbounded
-# (184 registers, 2 programs per SM).
+# Registers per thread. At 168 an SM holds 12 warps (65536 / (168·32)): at B1 D1536 (one warp per channel) all
+# 1536 warps are resident at once, one wave on 132 SMs. On the H100 (N16 L16K bf16, one state in flight): 407 µs
+# at 168, 420 at 160, 428 at 144, 438 at 128, 800 unbounded (184 registers, two waves); ptxas spills ~50 B
+# outside the loop over states at 168. 128 registers (16 warps per SM) spill more but pay off when they save a
+# wave: per resident warp the rate is the same (H100, N16 L16K: D2048 585 -> 411 µs, 2 waves -> 1; D4096
+# 914 -> 790, 3 -> 2; D5120 1205 -> 1097, 4 -> 3; D2048 N64 1909 -> 1354), but with as many waves the spills
+# cost ~15 % (D3072, 2 waves either way: 618 -> 718). 144 registers (14 warps) were slower at all three.
 MAXNREG = 168
+MAXNREG_MANY_WAVES = 128
+WARPS_PER_SM = {168: 12, 128: 16}
+
+
+def auto_maxnreg(warps: int, device: torch.device) -> int:
+    """168 registers, or 128 when that launches the warps in fewer waves."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
+    waves = {r: -(-warps // (per_sm * sms)) for r, per_sm in WARPS_PER_SM.items()}
+    return MAXNREG_MANY_WAVES if waves[MAXNREG_MANY_WAVES] < waves[MAXNREG] else MAXNREG
 
 
 @triton.jit
@@ -177,37 +191,33 @@ def _tile(t0, seqlen, dstate, carry_rd, carry_wr, u_rows, dt_rows, z_rows, out_r
     c_ptrs = _vec_ptrs(c_rows, tk, stride_cl, K, P_BC, PAIRS_BC)
     sbn = stride_bn // (2 if PAIRS_BC else 1)  # in int32 words with PAIRS_BC
     scn = stride_cn // (2 if PAIRS_BC else 1)
-    # state 0's loads; each state issues the next one's (the last state reloads itself: in bounds, unused)
-    b_raw = _load_vecs(b_ptrs, 0, tk, seqlen, P_BC, MASK_T)
-    c_raw = _load_vecs(c_ptrs, 0, tk, seqlen, P_BC, MASK_T)
-    a_raw = tl.load(a_rows)
-    h_prev = tl.load(carry_rd, mask=mask_prev, other=0.0)
-    if PREFETCH == 2:
-        # two states per iteration with their own buffers: state n + 2's loads run during states n, n + 1
-        n1 = tl.minimum(1, dstate - 1)
-        b_raw1 = _load_vecs(b_ptrs, n1 * sbn, tk, seqlen, P_BC, MASK_T)
-        c_raw1 = _load_vecs(c_ptrs, n1 * scn, tk, seqlen, P_BC, MASK_T)
-        a_raw1 = tl.load(a_rows + n1 * stride_an)
-        h_prev1 = tl.load(carry_rd + n1, mask=mask_prev, other=0.0)
-        for n in range(0, dstate - 1, 2):
+    # S = PREFETCH states in flight, each with its own buffers (B, C as loaded, A[d, n], entering state):
+    # buffer s holds state n + s's, and state n + s issues state n + s + S's loads while it runs, so they are in
+    # flight during the other S - 1 states (whose chains interleave with its own). Loads past the last state
+    # reload the last one (in bounds, unused).
+    bufs = ()
+    for s in tl.static_range(PREFETCH):
+        ns = tl.minimum(s, dstate - 1)
+        bufs = bufs + ((_load_vecs(b_ptrs, ns * sbn, tk, seqlen, P_BC, MASK_T),
+                        _load_vecs(c_ptrs, ns * scn, tk, seqlen, P_BC, MASK_T),
+                        tl.load(a_rows + ns * stride_an), tl.load(carry_rd + ns, mask=mask_prev, other=0.0)),)
+    whole = dstate // PREFETCH * PREFETCH
+    for n in range(0, whole, PREFETCH):
+        nxt = ()
+        for s in tl.static_range(PREFETCH):
+            b_raw, c_raw, a_raw, h_prev = bufs[s]
             y, b_raw, c_raw, a_raw, h_prev = _state(
-                n, tl.minimum(n + 2, dstate - 1), y, dt, dtu, dsum, b_raw, c_raw, a_raw, h_prev, b_ptrs, c_ptrs,
-                a_rows, carry_rd, carry_wr, sbn, scn, stride_an, first, prev_idx, mask_prev, mask_last, tk, seqlen,
-                K, P_BC, MASK_T, PAIRS_BC)
-            y, b_raw1, c_raw1, a_raw1, h_prev1 = _state(
-                n + 1, tl.minimum(n + 3, dstate - 1), y, dt, dtu, dsum, b_raw1, c_raw1, a_raw1, h_prev1, b_ptrs,
-                c_ptrs, a_rows, carry_rd, carry_wr, sbn, scn, stride_an, first, prev_idx, mask_prev, mask_last, tk,
-                seqlen, K, P_BC, MASK_T, PAIRS_BC)
-        if dstate % 2 == 1:  # an odd last state: its loads are in the first buffers
+                n + s, tl.minimum(n + s + PREFETCH, dstate - 1), y, dt, dtu, dsum, b_raw, c_raw, a_raw, h_prev,
+                b_ptrs, c_ptrs, a_rows, carry_rd, carry_wr, sbn, scn, stride_an, first, prev_idx, mask_prev,
+                mask_last, tk, seqlen, K, P_BC, MASK_T, PAIRS_BC)
+            nxt = nxt + ((b_raw, c_raw, a_raw, h_prev),)
+        bufs = nxt
+    for s in tl.static_range(PREFETCH - 1):  # dstate % S last states: their loads are in buffers 0, 1, ...
+        if whole + s < dstate:
+            b_raw, c_raw, a_raw, h_prev = bufs[s]
             y, b_raw, c_raw, a_raw, h_prev = _state(
-                dstate - 1, dstate - 1, y, dt, dtu, dsum, b_raw, c_raw, a_raw, h_prev, b_ptrs, c_ptrs, a_rows,
+                whole + s, dstate - 1, y, dt, dtu, dsum, b_raw, c_raw, a_raw, h_prev, b_ptrs, c_ptrs, a_rows,
                 carry_rd, carry_wr, sbn, scn, stride_an, first, prev_idx, mask_prev, mask_last, tk, seqlen,
-                K, P_BC, MASK_T, PAIRS_BC)
-    else:
-        for n in range(dstate):
-            y, b_raw, c_raw, a_raw, h_prev = _state(
-                n, tl.minimum(n + 1, dstate - 1), y, dt, dtu, dsum, b_raw, c_raw, a_raw, h_prev, b_ptrs, c_ptrs,
-                a_rows, carry_rd, carry_wr, sbn, scn, stride_an, first, prev_idx, mask_prev, mask_last, tk, seqlen,
                 K, P_BC, MASK_T, PAIRS_BC)
     if HAS_Z:
         z = _phases_at(z_rows, tk, stride_zl, seqlen, K, P_U, MASK_T, PAIRS_U)
@@ -303,8 +313,8 @@ def _bf16_pairs(per_thread: int, *ts: torch.Tensor) -> bool:
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
-                   per_thread: int = 16, lanes: int = 32, num_warps: int = 4, prefetch: int = 1,
-                   maxnreg: int | None = MAXNREG) -> torch.Tensor:
+                   per_thread: int = 16, lanes: int = 32, num_warps: int = 1, prefetch: int = 2,
+                   maxnreg: int | str | None = "auto") -> torch.Tensor:
     """Selective scan (Mamba-1 S6 forward) with the official signature, in one pass.
 
     u, delta, z: [B, D, L] (fp32/fp16/bf16, any strides);  A: [D, N] real, N <= 256;
@@ -313,17 +323,17 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
 
     Tuning knobs (keyword only): ``per_thread`` steps per thread (8, 16 or 32; a tile is lanes·per_thread
     steps), ``lanes`` threads along the sequence per channel (8, 16 or 32: 32 / lanes channels per warp),
-    ``num_warps`` (channels per program = num_warps·32 / lanes), ``prefetch`` (1: state n + 1's loads
-    during state n; 2: two states per iteration), ``maxnreg`` (registers per thread for ptxas; None: its own
-    choice).
+    ``num_warps`` (channels per program = num_warps·32 / lanes), ``prefetch`` (states in flight per
+    iteration, 1, 2 or 4, each loading the state S ahead), ``maxnreg`` (registers per thread for ptxas;
+    "auto": 168, or 128 when that takes fewer waves of warps; None or 0: ptxas's own choice).
     """
     B, C = scan_args(u, delta, A, B, C, D, z, delta_bias)
     if per_thread not in (8, 16, 32):
-        raise ValueError(f"selective_scan (triton_v6): per_thread must be 8, 16 or 32, got {per_thread}")
+        raise ValueError(f"selective_scan (triton): per_thread must be 8, 16 or 32, got {per_thread}")
     if lanes not in (8, 16, 32):
-        raise ValueError(f"selective_scan (triton_v6): lanes must be 8, 16 or 32, got {lanes}")
-    if prefetch not in (1, 2):
-        raise ValueError(f"selective_scan (triton_v6): prefetch must be 1 or 2, got {prefetch}")
+        raise ValueError(f"selective_scan (triton): lanes must be 8, 16 or 32, got {lanes}")
+    if prefetch not in (1, 2, 4):
+        raise ValueError(f"selective_scan (triton): prefetch must be 1, 2 or 4, got {prefetch}")
     batch, dim, seqlen = u.shape
     groups, dstate = B.shape[1], A.shape[1]
     out = ours_output(u, A)
@@ -332,6 +342,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     zz, dd, bb = optional_args(u, A, z, D, delta_bias)
     carry = torch.empty((batch, dim, 2, dstate), device=u.device, dtype=torch.float32)
     block_d = num_warps * 32 // lanes
+    if maxnreg == "auto":
+        maxnreg = auto_maxnreg(batch * triton.cdiv(dim, block_d) * num_warps, u.device)
     options = {"maxnreg": maxnreg} if maxnreg else {}
     _selective_scan_v6_kernel[(triton.cdiv(dim, block_d), batch)](
         u, delta, A, B, C, dd, zz, bb, out, carry, dim, seqlen, dim // groups, dstate,
