@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import os
 import re
 import subprocess
@@ -150,15 +149,19 @@ def intercept(module) -> list:
     return results
 
 
-# Configs compiled in addition to the grid's: (op, shape, dtype, launcher kwargs). ssd: the paper shape at
-# B1 L16K H48 (seqlen capped like the grid's) with a forced sequence split, so the segment kernel compiles too.
-EXTRA = {"ssd": [(dict(batch=1, seqlen=16384, nheads=48, headdim=64, dstate=128, ngroups=1, chunk_size=256,
-                       final_states=True), "bf16", {"segment_len": 64})],
-         # selective_scan: forced sequence split (state, carry and output passes), N16 and N64.
-         "selective_scan": [(dict(batch=1, dim=1536, dstate=16, seqlen=256), "bf16", {"num_segments": 4}),
-                            (dict(batch=1, dim=1536, dstate=64, seqlen=256), "bf16", {"num_segments": 2}),
-                            (dict(batch=2, dim=64, dstate=16, seqlen=256, groups=2), "fp32",
-                             {"num_segments": 2, "chunk": 8})]}
+# Configs compiled in addition to the grid's, per (op, impl): (shape, dtype, launcher kwargs). ssd: the paper
+# shape at B1 L16K H48 (seqlen capped like the grid's) with a forced sequence split, so the segment kernel
+# compiles too. selective_scan v6: an odd N (the states left after the groups of S), 128 registers (D2048: the
+# rule's second cap), four states in flight. v5: a forced sequence split (state, carry and output passes).
+EXTRA = {("ssd", "triton"): [(dict(batch=1, seqlen=16384, nheads=48, headdim=64, dstate=128, ngroups=1,
+                                   chunk_size=256, final_states=True), "bf16", {"segment_len": 64})],
+         ("selective_scan", "triton"): [(dict(batch=1, dim=1536, dstate=5, seqlen=256), "bf16", {}),
+                                        (dict(batch=1, dim=2048, dstate=16, seqlen=256), "bf16", {}),
+                                        (dict(batch=1, dim=1536, dstate=7, seqlen=256), "bf16", {"prefetch": 4})],
+         ("selective_scan", "triton_v5"): [
+             (dict(batch=1, dim=1536, dstate=16, seqlen=256), "bf16", {"num_segments": 4}),
+             (dict(batch=1, dim=1536, dstate=64, seqlen=256), "bf16", {"num_segments": 2}),
+             (dict(batch=2, dim=64, dstate=16, seqlen=256, groups=2), "fp32", {"num_segments": 2, "chunk": 8})]}
 
 
 def main() -> int:
@@ -188,15 +191,13 @@ def main() -> int:
         grid = op.grid(args.grid)
         step = max(1, len(grid) // max(1, args.per_op))
         configs = [(c, {}) for c in grid[::step][: args.per_op]] if args.per_op > 0 else []
-        configs += [(dict(shape, dtype=dtype), extra) for shape, dtype, extra in EXTRA.get(op_name, [])]
+        configs += [(dict(shape, dtype=dtype), extra) for shape, dtype, extra in EXTRA.get((op_name, args.impl), [])]
         for config, extra in configs:
             shape, dtype = op.split_config(config)
             small = {f: (min(v, 256) if f in ("seqlen",) else v) for f, v in shape.params().items()}
             kw = op.make_inputs(dtype=dtype, device="cpu", seed=0, **small)
             before = len(results)
             launcher = impl.load()
-            # an EXTRA config's knobs are the `triton` impl's: another impl gets the shape with the ones it takes
-            extra = {k: v for k, v in extra.items() if k in inspect.signature(launcher).parameters}
             try:
                 launcher(**kw, **extra, **knobs)
             except Exception as exc:  # the launcher itself rejected the config

@@ -36,22 +36,29 @@ from .ref import optional_args, ours_output, scan_args
 from .triton_kernel import _combine, _silu_gate, _softplus_poly
 
 # Registers per thread. At 168 an SM holds 12 warps (65536 / (168·32)): at B1 D1536 (one warp per channel) all
-# 1536 warps are resident at once, one wave on 132 SMs. On the H100 (N16 L16K bf16, one state in flight): 407 µs
-# at 168, 420 at 160, 428 at 144, 438 at 128, 800 unbounded (184 registers, two waves); ptxas spills ~50 B
-# outside the loop over states at 168. 128 registers (16 warps per SM) spill more but pay off when they save a
-# wave: per resident warp the rate is the same (H100, N16 L16K: D2048 585 -> 411 µs, 2 waves -> 1; D4096
-# 914 -> 790, 3 -> 2; D5120 1205 -> 1097, 4 -> 3; D2048 N64 1909 -> 1354), but with as many waves the spills
-# cost ~15 % (D3072, 2 waves either way: 618 -> 718). 144 registers (14 warps) were slower at all three.
+# 1536 warps are resident at once, one wave on 132 SMs. On the H100 (N16 L16K bf16, one state in flight, 4-warp
+# programs): 407 µs at 168, 420 at 160, 428 at 144, 438 at 128, 800 unbounded (184 registers: fewer resident
+# warps, a second wave); the default (two states in flight) spills 48 B outside the loop over states at 168.
+# 128 registers (16 warps per SM) spill more but pay off when they save a wave: per resident warp the rate is
+# the same (H100, N16 L16K: D2048 585 -> 411 µs, 2 waves -> 1; D4096 914 -> 790, 3 -> 2; D5120 1205 -> 1097,
+# 4 -> 3; D2048 N64 1909 -> 1354), but with as many waves the spills cost ~15 % (D3072, 2 waves either way:
+# 618 -> 718). 144 registers (14 warps) were slower at all three.
 MAXNREG = 168
-MAXNREG_MANY_WAVES = 128
-WARPS_PER_SM = {168: 12, 128: 16}
+MAXNREG_FEWER_WAVES = 128
+REGISTERS_PER_SM = 65536
+H100_SMS = 132  # off the GPU (CPU interpreter, offline compiles): the device the rule was measured on
 
 
-def auto_maxnreg(warps: int, device: torch.device) -> int:
-    """168 registers, or 128 when that launches the warps in fewer waves."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
-    waves = {r: -(-warps // (per_sm * sms)) for r, per_sm in WARPS_PER_SM.items()}
-    return MAXNREG_MANY_WAVES if waves[MAXNREG_MANY_WAVES] < waves[MAXNREG] else MAXNREG
+def resident_warps(maxnreg: int, num_warps: int) -> int:
+    """Warps an SM holds at this register cap, in whole programs of num_warps."""
+    return REGISTERS_PER_SM // (32 * maxnreg) // num_warps * num_warps
+
+
+def auto_maxnreg(warps: int, num_warps: int, device: torch.device) -> int:
+    """MAXNREG, or MAXNREG_FEWER_WAVES when that launches the warps (num_warps per program) in fewer waves."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else H100_SMS
+    waves = {r: -(-warps // (resident_warps(r, num_warps) * sms)) for r in (MAXNREG, MAXNREG_FEWER_WAVES)}
+    return MAXNREG_FEWER_WAVES if waves[MAXNREG_FEWER_WAVES] < waves[MAXNREG] else MAXNREG
 
 
 @triton.jit
@@ -343,7 +350,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     carry = torch.empty((batch, dim, 2, dstate), device=u.device, dtype=torch.float32)
     block_d = num_warps * 32 // lanes
     if maxnreg == "auto":
-        maxnreg = auto_maxnreg(batch * triton.cdiv(dim, block_d) * num_warps, u.device)
+        maxnreg = auto_maxnreg(batch * triton.cdiv(dim, block_d) * num_warps, num_warps, u.device)
     options = {"maxnreg": maxnreg} if maxnreg else {}
     _selective_scan_v6_kernel[(triton.cdiv(dim, block_d), batch)](
         u, delta, A, B, C, dd, zz, bb, out, carry, dim, seqlen, dim // groups, dstate,

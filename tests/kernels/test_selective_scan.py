@@ -144,10 +144,11 @@ def test_triton_v5_matches_float64_reference_on_small_grid():
     assert not failed, failed
 
 
+@pytest.mark.parametrize("impl", ["triton", "triton_v5"])
 @pytest.mark.parametrize("dstate,seqlen", [(64, 20), (256, 9)], ids=["N64-L20", "N256-L9"])
-def test_triton_large_states(dstate, seqlen):
+def test_triton_large_states(dstate, seqlen, impl):
     config = dict(batch=1, dim=3, dstate=dstate, seqlen=seqlen, dtype="fp32")
-    res = check_one(OP, "triton", config, device="cpu", seed=4)
+    res = check_one(OP, impl, config, device="cpu", seed=4)
     assert res.status == "pass", (res.rel_err, res.message)
 
 
@@ -384,12 +385,12 @@ def test_triton_v6_default_tiles(seqlen, dtype):
 
 
 @pytest.mark.parametrize("knobs", [dict(prefetch=1), dict(prefetch=4, lanes=8, per_thread=8),
-                                   dict(lanes=16, num_warps=2, per_thread=32), dict(num_warps=1, maxnreg=None)],
-                         ids=["prefetch1", "prefetch4-small", "lanes16-k32", "one-warp"])
-@pytest.mark.parametrize("dstate", [5, 16])
+                                   dict(lanes=16, num_warps=2, per_thread=32), dict(num_warps=4, maxnreg=None)],
+                         ids=["prefetch1", "prefetch4-small", "lanes16-k32", "4warps-ptxas-registers"])
+@pytest.mark.parametrize("dstate", [5, 7, 16])
 def test_triton_v6_knobs(knobs, dstate):
-    """One and four states per iteration (N = 5 leaves 1 state after the groups of 4; the default 2 leaves 1 at
-    N = 5, none at 16), 2 channels a warp with 32 steps a thread, one warp a program."""
+    """One and four states per iteration (after the groups of 4, N = 5 leaves 1 state and N = 7 leaves 3; the
+    default 2 leaves 1 at odd N), 2 channels a warp with 32 steps a thread, 4 channels a program."""
     for dtype in ("fp32", "bf16"):
         kw = OP.make_inputs(batch=1, dim=6, dstate=dstate, seqlen=600, groups=2, dtype=dtype, seed=3)
         err = _rel_err_vs_float64(_v6(**kw, **knobs), kw)
@@ -441,11 +442,27 @@ def test_triton_v5_matches_official_on_upstream_grid(dtype):
 
 
 def test_triton_v6_register_cap_follows_waves():
-    """168 registers (12 warps per SM), or 128 (16 per SM) when that saves a wave of warps (one per channel)."""
-    from ssmscope.kernels.selective_scan.triton_kernel_v6 import auto_maxnreg
+    """168 registers (12 warps per SM), or 128 (16 per SM) when that saves a wave of warps (one per channel),
+    counting whole programs: 8-warp programs fit one per SM at 168 (12 // 8), two at 128."""
+    from ssmscope.kernels.selective_scan.triton_kernel_v6 import auto_maxnreg, resident_warps
 
     cpu = torch.device("cpu")  # off the GPU: an H100's 132 SMs
-    assert auto_maxnreg(1536, cpu) == 168 and auto_maxnreg(12 * 132, cpu) == 168  # one wave either way
-    assert auto_maxnreg(2048, cpu) == 128 and auto_maxnreg(16 * 132, cpu) == 128  # 2 waves -> 1
-    assert auto_maxnreg(3072, cpu) == 168  # 2 waves either way: the spills would cost without saving a wave
-    assert auto_maxnreg(4096, cpu) == 128 and auto_maxnreg(5120, cpu) == 128  # 3 -> 2, 4 -> 3
+    assert auto_maxnreg(1536, 1, cpu) == 168 and auto_maxnreg(12 * 132, 1, cpu) == 168  # one wave either way
+    assert auto_maxnreg(2048, 1, cpu) == 128 and auto_maxnreg(16 * 132, 1, cpu) == 128  # 2 waves -> 1
+    assert auto_maxnreg(3072, 1, cpu) == 168  # 2 waves either way: the spills would cost without saving a wave
+    assert auto_maxnreg(4096, 1, cpu) == 128 and auto_maxnreg(5120, 1, cpu) == 128  # 3 -> 2, 4 -> 3
+    assert resident_warps(168, 8) == 8 and resident_warps(128, 8) == 16 and resident_warps(168, 4) == 12
+    assert auto_maxnreg(1536, 8, cpu) == 128  # 8-warp programs: 2 waves at 168 (8 per SM), 1 at 128
+
+
+@pytest.mark.parametrize("knobs, warps", [({}, 2 * 6), (dict(lanes=16), 2 * 3), (dict(num_warps=4), 2 * 8)])
+def test_triton_v6_counts_the_warps_it_launches(monkeypatch, knobs, warps):
+    """The rule sees the warps the grid launches: one per channel (lanes = 32), one per two channels (16), and
+    whole programs (4 warps: 6 channels take two programs of 4)."""
+    from ssmscope.kernels.selective_scan import triton_kernel_v6
+
+    seen = []
+    monkeypatch.setattr(triton_kernel_v6, "auto_maxnreg", lambda w, nw, dev: seen.append((w, nw)) or 168)
+    kw = OP.make_inputs(batch=2, dim=6, dstate=2, seqlen=40, dtype="fp32", seed=1)
+    triton_kernel_v6.selective_scan(**kw, **knobs)
+    assert seen == [(warps, knobs.get("num_warps", 1))]
