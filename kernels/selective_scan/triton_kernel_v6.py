@@ -37,8 +37,9 @@ from .triton_kernel import _combine, _silu_gate, _softplus_poly
 
 # Registers per thread. At 168 an SM holds 12 warps (65536 / (168·32)): at B1 D1536 (one warp per channel) all
 # 1536 warps are resident at once, one wave on 132 SMs. On the H100 (N16 L16K bf16, one state in flight, 4-warp
-# programs): 407 µs at 168, 420 at 160, 428 at 144, 438 at 128, 800 unbounded (184 registers: fewer resident
-# warps, a second wave); the default (two states in flight) spills 48 B outside the loop over states at 168.
+# programs; benchmarks/runs/h100-knobs-2026-11-23c/knobs_scan_v6.log): 402 µs at 168, 433 at 128, 800 unbounded
+# (184 registers: fewer resident warps, a second wave); a helper's draft also read 420 at 160 and 428 at 144 (raw
+# log not kept). The default (two states in flight) spills 48 B outside the loop over states at 168.
 # 128 registers (16 warps per SM) spill more but pay off when they save a wave: per resident warp the rate is
 # the same (H100, N16 L16K: D2048 585 -> 411 µs, 2 waves -> 1; D4096 914 -> 790, 3 -> 2; D5120 1205 -> 1097,
 # 4 -> 3; D2048 N64 1909 -> 1354), but with as many waves the spills cost ~15 % (D3072, 2 waves either way:
